@@ -1,0 +1,70 @@
+# Two commands matter: `make book` builds the HTML book, `make test` runs every check.
+# Both create .venv and install the exact versions in requirements.lock first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+NOTEBOOKS := $(shell find chapters -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' | sort)
+# Seeds besides the default under which every notebook's closing claims must also hold.
+OTHER_SEEDS ?= 1 2
+PYTEST_NB := PYTHONPATH=tests $(BIN)/python -m pytest -p nbtiming -n 2 --dist loadfile
+export OMP_NUM_THREADS := 1
+export MPLBACKEND := Agg
+
+.PHONY: setup book test lint unit nbval seeds build browser lab notebooks bench lock clean
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+setup: $(STAMP)
+
+book: setup build
+	@echo "The book is built: open $(CURDIR)/_build/html/index.html"
+
+build: setup
+	$(BIN)/jupyter-book build --warningiserror --nitpick --keep-going --builder html .
+
+test: setup lint unit nbval seeds build browser
+	@echo "All checks passed."
+
+lint: setup
+	$(BIN)/ruff check dyn_helpers tests chapters
+	$(BIN)/ruff format --check dyn_helpers tests
+
+unit: setup
+	$(BIN)/python -m pytest -n 2 tests/unit
+
+# Strict comparison of every cell's output with the committed one: the book never shows stale results.
+nbval: setup
+	$(PYTEST_NB) --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
+
+# The closing assertions of every notebook, re-run under other seeds (outputs not compared).
+seeds: setup
+	for seed in $(OTHER_SEEDS); do \
+	  DYN_HELPERS_SEED=$$seed $(PYTEST_NB) --nbval-lax $(NOTEBOOKS) || exit 1; \
+	done
+
+browser: setup
+	$(BIN)/python -m pytest tests/test_browser.py
+
+lab: setup
+	$(BIN)/jupyter lab chapters
+
+# Re-execute every notebook in place, storing its outputs, and regenerate the status page.
+notebooks: setup
+	$(BIN)/python -m dyn_helpers.runs $(NOTEBOOKS)
+
+# The GPU-timed suite: writes one record for the device at hand to book/results/.
+bench: setup
+	$(BIN)/python -m dyn_helpers.bench
+
+lock:
+	$(BIN)/python -m pip freeze --all --exclude-editable | grep -v '^pip==' | sed 's/+cpu//' > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+
+clean:
+	rm -rf _build

@@ -1,0 +1,185 @@
+"""Data that ships with a package or is generated offline, split once and ready for torch.
+
+Every dataset comes as `Splits`: fixed train / validation / test parts. Generation is
+deterministic for its `seed`, which is independent of the training seed, so that every
+run of a notebook sees the same data.
+"""
+
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+import numpy as np
+import torch
+from torch.utils.data import TensorDataset
+
+
+@dataclass(frozen=True)
+class Split:
+    """One part of a dataset: inputs `x`, labels `y` and, optionally, a known per-sample difficulty."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    difficulty: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.x) == 0:
+            raise ValueError("a Split needs at least one sample, got an empty x")
+        if len(self.x) != len(self.y):
+            raise ValueError(f"x and y must have the same length, got {len(self.x)} and {len(self.y)}")
+        if self.difficulty is not None and len(self.difficulty) != len(self.y):
+            raise ValueError(
+                f"difficulty must have one value per sample ({len(self.y)}), got {len(self.difficulty)}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def dataset(self) -> TensorDataset:
+        """The inputs and labels as a `TensorDataset` for a `DataLoader`."""
+        return TensorDataset(self.x, self.y)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """A dataset's train, validation and test parts."""
+
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    n_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one input, without the batch dimension."""
+        return tuple(self.train.x.shape[1:])
+
+
+def _split_indices(labels: np.ndarray, fractions: tuple[float, float], seed: int) -> tuple:
+    """Stratified indices for (train, val, test) with the given validation and test fractions."""
+    rng = np.random.default_rng(seed)
+    parts: tuple[list, list, list] = ([], [], [])
+    for label in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == label))
+        n_val, n_test = (round(f * len(idx)) for f in fractions)
+        parts[1].extend(idx[:n_val])
+        parts[2].extend(idx[n_val : n_val + n_test])
+        parts[0].extend(idx[n_val + n_test :])
+    return tuple(np.sort(np.asarray(p)) for p in parts)
+
+
+def _as_split(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> Split:
+    return Split(torch.as_tensor(x[idx], dtype=torch.float32), torch.as_tensor(y[idx], dtype=torch.long))
+
+
+@lru_cache(maxsize=1)
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = (digits.images / 16.0).astype(np.float32)[:, None]  # (N, 1, 8, 8) in [0, 1]
+    return images, digits.target.astype(np.int64)
+
+
+def digits(seed: int = 0) -> Splits:
+    """scikit-learn's 8x8 handwritten digits (1,797 images), split 60/20/20 by class.
+
+    Inputs have shape (1, 8, 8) with values in [0, 1]. Taught in chapter 1.
+    """
+    images, labels = _digits_arrays()
+    train, val, test = _split_indices(labels, (0.2, 0.2), seed)
+    return Splits("digits", *(_as_split(images, labels, i) for i in (train, val, test)), n_classes=10)
+
+
+def cluttered_digits(canvas_size: int = 20, n_clutter: int = 3, noise: float = 0.1, seed: int = 0) -> Splits:
+    """Digits placed at a random position on a larger noisy canvas with clutter.
+
+    Each canvas holds one 8x8 digit at a random position, `n_clutter` random 3x3 patches cut
+    from other digits, and Gaussian pixel noise of standard deviation `noise`; values are
+    clipped to [0, 1]. Splits follow `digits`.
+    """
+    if canvas_size < 8:
+        raise ValueError(f"canvas_size must be at least 8 (the digit's size), got {canvas_size}")
+    if n_clutter < 0:
+        raise ValueError(f"n_clutter must be non-negative, got {n_clutter}")
+    if noise < 0:
+        raise ValueError(f"noise must be non-negative, got {noise}")
+    images, labels = _digits_arrays()
+    rng = np.random.default_rng(seed)
+    n = len(images)
+    canvas = np.zeros((n, 1, canvas_size, canvas_size), dtype=np.float32)
+    for i in range(n):
+        for _ in range(n_clutter):
+            source = images[rng.integers(n), 0]
+            r, c = rng.integers(0, 6, size=2)
+            top, left = rng.integers(0, canvas_size - 2, size=2)
+            canvas[i, 0, top : top + 3, left : left + 3] += source[r : r + 3, c : c + 3]
+        top, left = rng.integers(0, canvas_size - 7, size=2)
+        canvas[i, 0, top : top + 8, left : left + 8] += images[i, 0]
+    canvas += rng.normal(0.0, noise, size=canvas.shape).astype(np.float32)
+    canvas = np.clip(canvas, 0.0, 1.0)
+    train, val, test = _split_indices(labels, (0.2, 0.2), seed=0)
+    parts = (_as_split(canvas, labels, i) for i in (train, val, test))
+    return Splits("cluttered digits", *parts, n_classes=10)
+
+
+@lru_cache(maxsize=1)
+def _mnist1d_arrays() -> dict:
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    state = np.random.get_state()  # make_dataset reseeds NumPy's global generator
+    try:
+        return make_dataset(get_dataset_args())
+    finally:
+        np.random.set_state(state)
+
+
+def mnist1d(n_val: int = 500) -> Splits:
+    """The MNIST-1D sequences (Greydanus, 2020), generated offline with the default arguments.
+
+    4,000 training and 1,000 test sequences of length 40; `n_val` training sequences
+    (fixed) form the validation split. Inputs have shape (1, 40), standardised with the
+    training mean and standard deviation. Taught in chapter 2.
+    """
+    data = _mnist1d_arrays()
+    x, y = data["x"].astype(np.float32), data["y"].astype(np.int64)
+    if not 0 < n_val < len(x):
+        raise ValueError(f"n_val must be between 1 and {len(x) - 1}, got {n_val}")
+    order = np.random.default_rng(0).permutation(len(x))
+    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+    mean, std = x[train_idx].mean(), x[train_idx].std()
+    x = ((x - mean) / std)[:, None]
+    x_test = ((data["x_test"].astype(np.float32) - mean) / std)[:, None]
+    y_test = data["y_test"].astype(np.int64)
+    return Splits(
+        "mnist1d",
+        _as_split(x, y, train_idx),
+        _as_split(x, y, val_idx),
+        _as_split(x_test, y_test, np.arange(len(x_test))),
+        n_classes=10,
+    )
+
+
+def with_noise_difficulty(splits: Splits, mean: float, spread: float, seed: int = 0) -> Splits:
+    """A difficulty-controlled copy of `splits`: per-sample Gaussian noise of known strength.
+
+    Each sample gets noise of standard deviation sigma drawn uniformly from
+    [mean - spread/2, mean + spread/2]; sigma is stored as the sample's `difficulty`.
+    `spread=0` gives every sample the same difficulty, for the same average noise.
+    """
+    if mean < 0:
+        raise ValueError(f"mean must be non-negative, got {mean}")
+    if not 0 <= spread <= 2 * mean:
+        raise ValueError(f"spread must lie in [0, 2 * mean] = [0, {2 * mean}], got {spread}")
+    generator = torch.Generator().manual_seed(seed)
+
+    def noisy(part: Split) -> Split:
+        sigma = mean + spread * (torch.rand(len(part), generator=generator) - 0.5)
+        shape = (-1,) + (1,) * (part.x.dim() - 1)
+        noise = torch.randn(part.x.shape, generator=generator) * sigma.view(shape)
+        return replace(part, x=part.x + noise, difficulty=sigma)
+
+    name = f"{splits.name}, noise {mean:g} ± {spread / 2:g}"
+    return replace(
+        splits, name=name, train=noisy(splits.train), val=noisy(splits.val), test=noisy(splits.test)
+    )

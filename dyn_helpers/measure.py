@@ -1,0 +1,143 @@
+"""Measurement: FLOPs that actually ran for each input, and latency on CPU or GPU.
+
+FLOPs come from `torch.utils.flop_counter.FlopCounterMode`, which counts the matrix
+multiplications and convolutions that executed (elementwise work is not counted). Latency
+comes from `torch.utils.benchmark.Timer` on CPU and from CUDA events after a warm-up on GPU;
+every `Latency` carries the device, torch version, batch size and dtype that produced it.
+"""
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch.utils import benchmark
+from torch.utils.flop_counter import FlopCounterMode
+
+from dyn_helpers.devices import device_name, resolve_device
+
+
+def _check_output(output: object) -> None:
+    first = output[0] if isinstance(output, tuple | list) and output else output
+    if not isinstance(first, torch.Tensor):
+        raise TypeError(
+            f"the model must return a tensor (or a tuple/list starting with one), got {type(output).__name__}"
+        )
+
+
+def count_flops(fn: Callable[[torch.Tensor], object], x: torch.Tensor) -> int:
+    """FLOPs of one call `fn(x)` (a model, or any function of a batch), under `torch.no_grad`."""
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a tensor, got {type(x).__name__}")
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        output = fn(x)
+    _check_output(output)
+    return int(counter.get_total_flops())
+
+
+def flops_per_sample(fn: Callable[[torch.Tensor], object], x: torch.Tensor) -> torch.Tensor:
+    """FLOPs spent on each sample of `x`, each run alone at batch size 1.
+
+    A dynamic model is charged only for what ran for that input: an early-exit model that
+    stops at its first exit costs the first exit's FLOPs. Returns an int64 tensor of length len(x).
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() < 1 or len(x) == 0:
+        raise ValueError("x must be a non-empty batch of inputs (a tensor with a batch dimension)")
+    return torch.tensor([count_flops(fn, x[i : i + 1]) for i in range(len(x))], dtype=torch.int64)
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Seconds per batch: the median and interquartile range over repeated timings."""
+
+    label: str
+    median_s: float
+    iqr_s: float
+    repeats: int
+    batch_size: int
+    n_batches: int
+    device: str
+    device_name: str
+    dtype: str
+    torch_version: str
+    threads: int
+
+    def as_dict(self) -> dict:
+        """The measurement as a JSON-ready dict."""
+        return asdict(self)
+
+
+def latency(
+    fn: Callable[[torch.Tensor], object],
+    x: torch.Tensor,
+    *,
+    batch_size: int = 1,
+    label: str = "",
+    device: str | torch.device | None = "cpu",
+    min_run_time: float = 0.5,
+    warmup: int = 3,
+) -> Latency:
+    """Time `fn` on the batches of `x` and report the seconds per batch.
+
+    One timed run passes every batch of `x` (of `batch_size` samples) through `fn`, so a
+    dynamic model is timed over the mix of inputs it meets; the run is repeated and the
+    median and interquartile range of (run time / number of batches) are reported.
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    if not isinstance(x, torch.Tensor) or len(x) == 0:
+        raise ValueError("x must be a non-empty tensor of inputs")
+    if batch_size < 1 or batch_size > len(x):
+        raise ValueError(f"batch_size must be in [1, {len(x)}], got {batch_size}")
+    if min_run_time <= 0:
+        raise ValueError(f"min_run_time must be positive, got {min_run_time}")
+    dev = resolve_device(device)
+    batches = [b.to(dev) for b in torch.split(x, batch_size) if len(b) == batch_size]
+
+    def run() -> None:
+        with torch.no_grad():
+            for batch in batches:
+                fn(batch)
+
+    with torch.no_grad():
+        _check_output(fn(batches[0]))
+    if dev.type == "cuda":
+        times = _cuda_times(run, warmup=warmup, min_run_time=min_run_time)
+    else:
+        timer = benchmark.Timer(stmt="run()", globals={"run": run}, num_threads=torch.get_num_threads())
+        measurement = timer.blocked_autorange(min_run_time=min_run_time)
+        times = np.asarray(measurement.times)
+    per_batch = times / len(batches)
+    q1, median, q3 = np.percentile(per_batch, [25, 50, 75])
+    return Latency(
+        label=label,
+        median_s=float(median),
+        iqr_s=float(q3 - q1),
+        repeats=len(per_batch),
+        batch_size=batch_size,
+        n_batches=len(batches),
+        device=str(dev),
+        device_name=device_name(dev),
+        dtype=str(x.dtype).removeprefix("torch."),
+        torch_version=torch.__version__,
+        threads=torch.get_num_threads(),
+    )
+
+
+def _cuda_times(run: Callable[[], None], *, warmup: int, min_run_time: float) -> np.ndarray:
+    """Seconds per call of `run`, timed with CUDA events after `warmup` calls."""
+    for _ in range(warmup):
+        run()
+    torch.cuda.synchronize()
+    times: list[float] = []
+    while sum(times) < min_run_time or len(times) < 10:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        run()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end) / 1000.0)
+    return np.asarray(times)

@@ -1,0 +1,88 @@
+import pytest
+import torch
+
+from dyn_helpers import data
+
+
+def test_digits_splits_are_fixed_disjoint_and_cover_the_dataset():
+    splits = data.digits()
+    sizes = [len(splits.train), len(splits.val), len(splits.test)]
+    assert sum(sizes) == 1797
+    assert splits.input_shape == (1, 8, 8)
+    assert torch.equal(data.digits().test.x, splits.test.x)
+    train_rows = {tuple(r) for r in splits.train.x.flatten(1).tolist()}
+    assert not any(tuple(r) in train_rows for r in splits.test.x.flatten(1).tolist()[:50])
+
+
+def test_digits_are_stratified_by_class():
+    counts = torch.bincount(data.digits().test.y, minlength=10)
+    assert counts.min() >= 34 and counts.max() <= 38
+
+
+def test_cluttered_digits_are_deterministic_for_a_seed_and_differ_across_seeds():
+    a, b, c = (data.cluttered_digits(seed=s) for s in (0, 0, 1))
+    assert a.input_shape == (1, 20, 20)
+    assert torch.equal(a.train.x, b.train.x)
+    assert not torch.equal(a.train.x, c.train.x)
+    assert 0.0 <= a.train.x.min() and a.train.x.max() <= 1.0
+
+
+@pytest.mark.parametrize("kwargs", [{"canvas_size": 7}, {"n_clutter": -1}, {"noise": -0.1}])
+def test_cluttered_digits_rejects_bad_arguments(kwargs):
+    name = next(iter(kwargs))
+    with pytest.raises(ValueError, match=name):
+        data.cluttered_digits(**kwargs)
+
+
+def test_mnist1d_has_the_standard_test_set_and_a_validation_split_from_training():
+    splits = data.mnist1d(n_val=500)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (3500, 500, 1000)
+    assert splits.input_shape == (1, 40)
+    assert abs(splits.train.x.mean().item()) < 1e-4
+    assert abs(splits.train.x.std().item() - 1) < 1e-3
+
+
+def test_mnist1d_leaves_numpy_global_random_state_alone():
+    import numpy as np
+
+    np.random.seed(5)
+    expected = np.random.rand()
+    np.random.seed(5)
+    data.mnist1d()
+    assert np.random.rand() == expected
+
+
+@pytest.mark.parametrize("n_val", [0, 4000])
+def test_mnist1d_rejects_impossible_validation_sizes(n_val):
+    with pytest.raises(ValueError, match="n_val"):
+        data.mnist1d(n_val=n_val)
+
+
+def test_noise_difficulty_is_returned_per_sample_within_the_requested_spread():
+    noisy = data.with_noise_difficulty(data.digits(), mean=0.5, spread=0.4, seed=1)
+    sigma = noisy.test.difficulty
+    assert sigma.shape == (len(noisy.test),)
+    assert 0.3 <= sigma.min() and sigma.max() <= 0.7
+    residual = (noisy.test.x - data.digits().test.x).flatten(1).std(dim=1)
+    assert torch.corrcoef(torch.stack([residual, sigma]))[0, 1] > 0.9
+
+
+def test_zero_spread_gives_every_sample_the_same_difficulty():
+    noisy = data.with_noise_difficulty(data.digits(), mean=0.3, spread=0.0)
+    assert torch.allclose(noisy.train.difficulty, torch.full((len(noisy.train),), 0.3))
+
+
+@pytest.mark.parametrize(("mean", "spread", "name"), [(-1.0, 0.0, "mean"), (0.2, 0.5, "spread")])
+def test_noise_difficulty_rejects_bad_arguments(mean, spread, name):
+    with pytest.raises(ValueError, match=name):
+        data.with_noise_difficulty(data.digits(), mean=mean, spread=spread)
+
+
+def test_an_empty_split_is_rejected():
+    with pytest.raises(ValueError, match="empty"):
+        data.Split(torch.empty(0, 3), torch.empty(0, dtype=torch.long))
+
+
+def test_mismatched_lengths_are_rejected():
+    with pytest.raises(ValueError, match="same length"):
+        data.Split(torch.zeros(3, 2), torch.zeros(2, dtype=torch.long))
