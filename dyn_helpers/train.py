@@ -74,7 +74,7 @@ def fit(
             total += loss.item() * len(y)
             count += len(y)
         history.append(total / count)
-        bar.set_postfix(loss=f"{history[-1]:.4f}")
+        bar.set_postfix(loss=f"{history[-1]:.4f}", refresh=False)
     model.eval()
     return history
 
