@@ -9,7 +9,6 @@ NOTEBOOKS := $(shell find chapters -name '*.ipynb' -not -path '*/.ipynb_checkpoi
 OTHER_SEEDS ?= 1 2
 PYTEST_NB := PYTHONPATH=tests $(BIN)/python -m pytest -p nbtiming -n 2 --dist loadfile
 export OMP_NUM_THREADS := 1
-export MPLBACKEND := Agg
 
 .PHONY: setup book test lint unit nbval seeds build browser lab notebooks bench lock clean
 
@@ -36,7 +35,7 @@ lint: setup
 	$(BIN)/ruff format --check dyn_helpers tests
 
 unit: setup
-	$(BIN)/python -m pytest -n 2 tests/unit
+	MPLBACKEND=Agg $(BIN)/python -m pytest -n 2 tests/unit
 
 # Strict comparison of every cell's output with the committed one: the book never shows stale results.
 nbval: setup
@@ -49,7 +48,7 @@ seeds: setup
 	done
 
 browser: setup
-	$(BIN)/python -m pytest tests/test_browser.py
+	$(BIN)/python -m pytest tests/test_browser.py tests/test_book.py
 
 lab: setup
 	$(BIN)/jupyter lab chapters

@@ -1,0 +1,291 @@
+"""Notebook runs: re-execute notebooks in place, record how long they took, write the status page.
+
+`python -m dyn_helpers.runs [NOTEBOOK ...]` (what `make notebooks` calls) executes each
+notebook with a fresh kernel in the notebook's own folder, stores the outputs (progress-bar
+updates coalesced into one output), records the wall time with the versions and hardware that
+produced them in `book/results/notebook_runs.json`, and regenerates `book/status.md`.
+Without notebooks it only regenerates the status page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbclient import NotebookClient
+from nbconvert.preprocessors import CoalesceStreamsPreprocessor
+
+from dyn_helpers.devices import cpu_model_name
+from dyn_helpers.repro import SEED_ENV_VAR, default_seed
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO_ROOT / "book" / "results"
+RUNS_FILE = RESULTS_DIR / "notebook_runs.json"
+STATUS_PAGE = REPO_ROOT / "book" / "status.md"
+CELL_TIMEOUT_S = 600
+KERNEL_NAME = "python3"
+KEY_PACKAGES = ("torch", "numpy", "scikit-learn", "mnist1d", "matplotlib", "ipykernel", "nbclient")
+KERNEL_THREADS = "1"
+
+
+def check_notebook(path: str | os.PathLike[str]) -> Path:
+    """Return `path` resolved, or raise `ValueError` if it is not an existing `.ipynb` file."""
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"a notebook path must be a str or os.PathLike, got {type(path).__name__}")
+    resolved = Path(path).resolve()
+    if resolved.suffix != ".ipynb" or not resolved.is_file():
+        raise ValueError(f"expected an existing .ipynb file, got {str(path)!r}")
+    return resolved
+
+
+def record_key(notebook: Path, root: Path = REPO_ROOT) -> str:
+    """The key of a notebook's record: its path relative to `root`, with forward slashes."""
+    try:
+        return notebook.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        raise ValueError(f"notebook {str(notebook)!r} is not inside {str(root)!r}") from None
+
+
+def kernel_env() -> dict[str, str]:
+    """The kernel's environment: this one, with one OpenMP thread and the inline plot backend."""
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = KERNEL_THREADS
+    env.pop("MPLBACKEND", None)
+    return env
+
+
+def coalesce_streams(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Merge consecutive stream outputs of each cell and apply carriage returns, in place.
+
+    A progress bar that redraws itself a hundred times is then stored as one final line.
+    """
+    if not isinstance(nb, nbformat.NotebookNode):
+        raise TypeError(f"expected an nbformat.NotebookNode, got {type(nb).__name__}")
+    CoalesceStreamsPreprocessor().preprocess(nb, {})
+    return nb
+
+
+def provenance() -> dict[str, Any]:
+    """Versions and hardware of this machine, as stored beside each run."""
+    packages = {}
+    for name in KEY_PACKAGES:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = "not installed"
+    return {
+        "python": platform.python_version(),
+        "packages": packages,
+        "platform": platform.platform(),
+        "cpu": cpu_model_name(),
+        "cores": os.cpu_count() or 0,
+        "torch_threads": int(KERNEL_THREADS),
+    }
+
+
+def execute_notebook(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Execute a notebook in place in its own folder; return its run record."""
+    notebook = check_notebook(path)
+    nb = nbformat.read(notebook, as_version=4)
+    client = NotebookClient(
+        nb,
+        timeout=CELL_TIMEOUT_S,
+        kernel_name=KERNEL_NAME,
+        resources={"metadata": {"path": str(notebook.parent)}},
+        store_widget_state=False,
+    )
+    start = time.perf_counter()
+    client.execute(env=kernel_env())
+    wall_time = time.perf_counter() - start
+    nbformat.write(coalesce_streams(nb), notebook)
+    return {
+        "wall_time_s": round(wall_time, 1),
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "seed": default_seed(),
+        "cells": len(nb.cells),
+        **provenance(),
+    }
+
+
+def load_json(path: Path) -> dict[str, Any]:
+    """Read a JSON object from `path`; an absent file reads as an empty dict."""
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def save_runs(runs: Mapping[str, Any], path: Path = RUNS_FILE) -> None:
+    """Write the run records as indented JSON, keys sorted."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(runs, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _lookup(record: Mapping[str, Any], *keys: str) -> str:
+    """The first of `keys` found in `record` or in its `provenance` part, else 'unknown'."""
+    for source in (record, record.get("provenance") or {}):
+        if not isinstance(source, Mapping):
+            continue
+        for key in keys:
+            if source.get(key):
+                return str(source[key])
+    return "unknown"
+
+
+def device_records(results_dir: Path = RESULTS_DIR) -> list[dict[str, str]]:
+    """File, device, kind (GPU or CPU) and date of every timing record beside the runs file."""
+    records = []
+    for path in sorted(results_dir.glob("*.json")):
+        if path.name == RUNS_FILE.name:
+            continue
+        record = load_json(path)
+        records.append(
+            {
+                "file": path.name,
+                "device": _lookup(record, "device_name", "device", "gpu"),
+                "kind": "GPU" if _lookup(record, "device").startswith("cuda") else "CPU",
+                "date": _lookup(record, "date", "created", "timestamp"),
+            }
+        )
+    return records
+
+
+def _environment(record: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The software and hardware rows of a run record, in display order."""
+    packages = record.get("packages", {})
+    rows = [("Python", str(record.get("python", "unknown")))]
+    rows += [(name, str(version)) for name, version in sorted(packages.items())]
+    rows += [
+        ("CPU", str(record.get("cpu", "unknown"))),
+        ("CPU cores", str(record.get("cores", "unknown"))),
+        ("torch threads", str(record.get("torch_threads", "unknown"))),
+        ("platform", str(record.get("platform", "unknown"))),
+    ]
+    return tuple(rows)
+
+
+def _display_date(iso: str) -> str:
+    """An ISO 8601 time such as '2025-01-31T12:00:00Z' as '2025-01-31 12:00 UTC'.
+
+    A time without a zone is taken as UTC; anything that is not ISO 8601 comes back unchanged.
+    """
+    try:
+        when = datetime.fromisoformat(str(iso))
+    except ValueError:
+        return str(iso)
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC)
+    return when.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def render_status(runs: Mapping[str, Mapping[str, Any]], devices: Sequence[Mapping[str, str]]) -> str:
+    """The status page (MyST markdown) for notebook run records and device timing records."""
+    lines = [
+        "# Status of the stored outputs",
+        "",
+        "Every number and figure in this book is an output stored in a notebook. This page says",
+        "which run produced them: when, how long it took, and with which software and hardware.",
+        "It is generated by `python -m dyn_helpers.runs` (`make notebooks`) from",
+        "`book/results/notebook_runs.json`; do not edit it by hand.",
+        "",
+        "## Notebook runs",
+        "",
+    ]
+    if not runs:
+        lines += [
+            "No run of `make notebooks` is recorded yet, so this page cannot say yet which machine",
+            "produced the stored outputs.",
+            "",
+        ]
+    else:
+        environments: list[tuple[tuple[str, str], ...]] = []
+        lines += [
+            "| Notebook | Run time (s) | Date | Seed | Environment |",
+            "|---|--:|---|--:|---|",
+        ]
+        for key in sorted(runs):
+            record = runs[key]
+            env = _environment(record)
+            if env not in environments:
+                environments.append(env)
+            label = chr(ord("A") + environments.index(env))
+            wall = record.get("wall_time_s")
+            wall_text = f"{float(wall):.1f}" if isinstance(wall, int | float) else "unknown"
+            date = _display_date(record.get("date", "unknown"))
+            lines.append(f"| `{key}` | {wall_text} | {date} | {record.get('seed', '?')} | {label} |")
+        total = sum(float(r.get("wall_time_s", 0.0)) for r in runs.values())
+        lines += ["", f"All notebooks together: {total:.1f} s.", ""]
+        for index, env in enumerate(environments):
+            lines += [f"### Environment {chr(ord('A') + index)}", "", "| | |", "|---|---|"]
+            lines += [f"| {name} | {value} |" for name, value in env]
+            lines.append("")
+    lines += ["## Recorded timings", ""]
+    if not any(d.get("kind") == "GPU" for d in devices):
+        lines += [
+            "No GPU timing record exists yet: `make bench` on a machine with a GPU writes one to",
+            "`book/results/`.",
+            "",
+        ]
+    if devices:
+        lines += [
+            "Records written by `make bench` (`python -m dyn_helpers.bench`):",
+            "",
+            "| Record | Device | Kind | Date |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| `{d['file']}` | {d['device']} | {d.get('kind', '?')} | {_display_date(d['date'])} |"
+            for d in devices
+        ]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_status(runs_file: Path = RUNS_FILE, page: Path = STATUS_PAGE) -> None:
+    """Regenerate the status page from the run records and the device records beside them."""
+    page.write_text(render_status(load_json(runs_file), device_records(runs_file.parent)), encoding="utf-8")
+
+
+def run_notebooks(paths: Sequence[str | os.PathLike[str]]) -> dict[str, Any]:
+    """Execute `paths` in order, merge their records into the runs file, regenerate the status page."""
+    notebooks = [check_notebook(path) for path in paths]
+    keys = [record_key(notebook) for notebook in notebooks]
+    runs = load_json(RUNS_FILE)
+    try:
+        for notebook, key in zip(notebooks, keys, strict=True):
+            print(f"running {key} ({SEED_ENV_VAR}={default_seed()}) ...", flush=True)
+            runs[key] = execute_notebook(notebook)
+            print(f"  {runs[key]['wall_time_s']:.1f} s", flush=True)
+            save_runs(runs)
+    finally:
+        write_status()
+    return runs
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m dyn_helpers.runs", description=__doc__.split("\n")[0])
+    parser.add_argument("notebooks", nargs="*", help="notebooks to execute in place (.ipynb)")
+    args = parser.parse_args(argv)
+    for path in args.notebooks:
+        try:
+            check_notebook(path)
+        except ValueError as err:
+            parser.error(str(err))
+    run_notebooks(args.notebooks)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
