@@ -33,6 +33,7 @@ test: setup lint unit nbval seeds build browser
 lint: setup
 	$(BIN)/ruff check dyn_helpers tests chapters
 	$(BIN)/ruff format --check dyn_helpers tests
+	$(BIN)/ruff format --check --line-length 88 chapters
 
 unit: setup
 	MPLBACKEND=Agg $(BIN)/python -m pytest -n 2 tests/unit
