@@ -6,7 +6,7 @@ comes from `torch.utils.benchmark.Timer` on CPU and from CUDA events after a war
 every `Latency` carries the device, torch version, batch size and dtype that produced it.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -86,31 +86,86 @@ def latency(
     dynamic model is timed over the mix of inputs it meets; the run is repeated and the
     median and interquartile range of (run time / number of batches) are reported.
     """
-    if not callable(fn):
-        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    return compare_latency(
+        {label: fn},
+        x,
+        batch_size=batch_size,
+        device=device,
+        min_run_time=min_run_time,
+        rounds=1,
+        warmup=warmup,
+    )[label]
+
+
+def compare_latency(
+    fns: Mapping[str, Callable[[torch.Tensor], object]],
+    x: torch.Tensor,
+    *,
+    batch_size: int = 1,
+    device: str | torch.device | None = "cpu",
+    min_run_time: float = 0.2,
+    rounds: int = 5,
+    warmup: int = 3,
+) -> dict[str, Latency]:
+    """Time several functions on the same inputs, alternating between them for `rounds` rounds.
+
+    Alternating spreads any slow spell of a busy machine over every function instead of one,
+    which matters when the result is a ratio of two latencies. Each round times each function
+    for `min_run_time` seconds as `latency` does; the rounds' repeats are pooled.
+    """
+    if not fns:
+        raise ValueError("fns must name at least one function to time")
+    for label, fn in fns.items():
+        if not callable(fn):
+            raise TypeError(f"fns[{label!r}] must be callable, got {type(fn).__name__}")
     if not isinstance(x, torch.Tensor) or len(x) == 0:
         raise ValueError("x must be a non-empty tensor of inputs")
     if batch_size < 1 or batch_size > len(x):
         raise ValueError(f"batch_size must be in [1, {len(x)}], got {batch_size}")
     if min_run_time <= 0:
         raise ValueError(f"min_run_time must be positive, got {min_run_time}")
+    if rounds < 1:
+        raise ValueError(f"rounds must be at least 1, got {rounds}")
     dev = resolve_device(device)
     batches = [b.to(dev) for b in torch.split(x, batch_size) if len(b) == batch_size]
+    runs = {label: _run_over(fn, batches) for label, fn in fns.items()}
+    with torch.no_grad():
+        for fn in fns.values():
+            _check_output(fn(batches[0]))
+    times: dict[str, list[np.ndarray]] = {label: [] for label in fns}
+    for _ in range(rounds):
+        for label, run in runs.items():
+            times[label].append(_timed_runs(run, dev, min_run_time=min_run_time, warmup=warmup))
+    return {
+        label: _summarise(
+            label, np.concatenate(times[label]) / len(batches), batch_size, len(batches), dev, x
+        )
+        for label in fns
+    }
 
+
+def _run_over(fn: Callable[[torch.Tensor], object], batches: list[torch.Tensor]) -> Callable[[], None]:
     def run() -> None:
         with torch.no_grad():
             for batch in batches:
                 fn(batch)
 
-    with torch.no_grad():
-        _check_output(fn(batches[0]))
+    return run
+
+
+def _timed_runs(
+    run: Callable[[], None], dev: torch.device, *, min_run_time: float, warmup: int
+) -> np.ndarray:
+    """Seconds per call of `run`: torch.utils.benchmark on CPU, CUDA events on GPU."""
     if dev.type == "cuda":
-        times = _cuda_times(run, warmup=warmup, min_run_time=min_run_time)
-    else:
-        timer = benchmark.Timer(stmt="run()", globals={"run": run}, num_threads=torch.get_num_threads())
-        measurement = timer.blocked_autorange(min_run_time=min_run_time)
-        times = np.asarray(measurement.times)
-    per_batch = times / len(batches)
+        return _cuda_times(run, warmup=warmup, min_run_time=min_run_time)
+    timer = benchmark.Timer(stmt="run()", globals={"run": run}, num_threads=torch.get_num_threads())
+    return np.asarray(timer.blocked_autorange(min_run_time=min_run_time).times)
+
+
+def _summarise(
+    label: str, per_batch: np.ndarray, batch_size: int, n_batches: int, dev: torch.device, x: torch.Tensor
+) -> Latency:
     q1, median, q3 = np.percentile(per_batch, [25, 50, 75])
     return Latency(
         label=label,
@@ -118,7 +173,7 @@ def latency(
         iqr_s=float(q3 - q1),
         repeats=len(per_batch),
         batch_size=batch_size,
-        n_batches=len(batches),
+        n_batches=n_batches,
         device=str(dev),
         device_name=device_name(dev),
         dtype=str(x.dtype).removeprefix("torch."),

@@ -36,7 +36,7 @@ def fit(
     desc: str = "train",
     device: str | torch.device = "cpu",
 ) -> list[float]:
-    """Train `model` with Adam and a cosine learning-rate schedule; return each epoch's mean loss.
+    """Train `model` with Adam and a one-cycle learning-rate schedule peaking at `lr`; return each epoch's mean loss.
 
     `loss_fn(output, y)` defaults to cross-entropy on a tensor output; a multi-exit model
     passes its own (for example the summed loss over exits). The data order and any
@@ -57,7 +57,7 @@ def fit(
         train.dataset(), batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(loader))
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * len(loader))
     history: list[float] = []
     bar = tqdm(range(epochs), desc=desc, unit="epoch")
     for _ in bar:

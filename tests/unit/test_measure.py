@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from dyn_helpers.measure import Latency, count_flops, flops_per_sample, latency
+from dyn_helpers.measure import Latency, compare_latency, count_flops, flops_per_sample, latency
 
 
 def test_linear_flops_match_the_closed_form():
@@ -66,3 +66,23 @@ def test_latency_grows_with_the_work_done():
 def test_latency_rejects_bad_arguments(kwargs, error):
     with pytest.raises(error):
         latency(nn.Linear(2, 2), torch.randn(4, 2), **kwargs)
+
+
+def test_compare_latency_times_every_function_on_the_same_inputs():
+    x = torch.randn(16, 64)
+    results = compare_latency(
+        {"small": nn.Linear(64, 4), "large": nn.Sequential(*[nn.Linear(64, 64) for _ in range(8)])},
+        x,
+        rounds=2,
+        min_run_time=0.05,
+    )
+    assert set(results) == {"small", "large"}
+    assert results["large"].median_s > results["small"].median_s
+    assert all(r.n_batches == 16 for r in results.values())
+
+
+@pytest.mark.parametrize(("kwargs", "error"), [({"rounds": 0}, ValueError), ({"fns": {}}, ValueError)])
+def test_compare_latency_rejects_bad_arguments(kwargs, error):
+    arguments = {"fns": {"f": nn.Linear(2, 2)}, "x": torch.randn(4, 2), **kwargs}
+    with pytest.raises(error):
+        compare_latency(**arguments)

@@ -1,0 +1,155 @@
+"""Early exiting: a multi-exit 1-D CNN, its static twins, and the exit rule. Taught in chapter 2.
+
+One block definition serves every model: `MultiExitCNN` puts a classifier (an exit) after each
+block, `StaticCNN` is the first `depth` blocks with a single classifier.
+"""
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dyn_helpers.measure import count_flops
+
+# The architecture the early-exiting chapter and the timing suite use (input: 1 x 40, mnist1d).
+BOOK_ARCHITECTURE = {"widths": (48, 48, 48, 48), "n_classes": 10, "length": 40, "kernel_size": 5}
+
+
+def conv_block(c_in: int, c_out: int, kernel_size: int = 5) -> nn.Sequential:
+    """The one block used everywhere: Conv1d (same padding) -> BatchNorm1d -> ReLU."""
+    return nn.Sequential(
+        nn.Conv1d(c_in, c_out, kernel_size, padding=kernel_size // 2, bias=False),
+        nn.BatchNorm1d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class ExitHead(nn.Linear):
+    """Classifier on a feature map: flatten, then one linear layer."""
+
+    def __init__(self, channels: int, length: int, n_classes: int) -> None:
+        super().__init__(channels * length, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map features (batch, channels, length) to logits (batch, n_classes)."""
+        return super().forward(x.flatten(1))
+
+
+def _build_blocks(widths: Sequence[int], kernel_size: int) -> nn.ModuleList:
+    """Stack `conv_block`s with the given output widths (the input has 1 channel)."""
+    if len(widths) < 1 or any(int(w) < 1 for w in widths):
+        raise ValueError(f"widths must be a non-empty sequence of positive ints, got {list(widths)}")
+    c_in = [1, *(int(w) for w in widths[:-1])]
+    return nn.ModuleList(conv_block(c, int(w), kernel_size) for c, w in zip(c_in, widths, strict=True))
+
+
+class MultiExitCNN(nn.Module):
+    """A stack of conv blocks with a classifier (exit) after every block."""
+
+    def __init__(
+        self,
+        widths: Sequence[int] = (48, 48, 48, 48),
+        n_classes: int = 10,
+        length: int = 40,
+        kernel_size: int = 5,
+    ) -> None:
+        super().__init__()
+        self.blocks = _build_blocks(widths, kernel_size)
+        self.exits = nn.ModuleList(ExitHead(int(w), length, n_classes) for w in widths)
+
+    @property
+    def depth(self) -> int:
+        """Number of blocks, which is also the number of exits."""
+        return len(self.blocks)
+
+    def forward(self, x: torch.Tensor, n_exits: int | None = None) -> list[torch.Tensor]:
+        """The logits of the first `n_exits` exits (all by default), shallowest first."""
+        n_exits = self.depth if n_exits is None else n_exits
+        if not 1 <= n_exits <= self.depth:
+            raise ValueError(f"n_exits must be in [1, {self.depth}], got {n_exits}")
+        outs = []
+        for block, head in zip(self.blocks[:n_exits], self.exits[:n_exits], strict=True):
+            x = block(x)
+            outs.append(head(x))
+        return outs
+
+    def forward_early_exit(self, x: torch.Tensor, threshold: float) -> tuple[torch.Tensor, int]:
+        """Inference for one input: stop at the first exit whose top softmax probability
+        reaches `threshold` (the last exit always answers).
+
+        Returns the answering exit's logits and its number k in 1..depth. Call in eval mode.
+        """
+        check_threshold(threshold)
+        if x.shape[0] != 1:
+            raise ValueError(f"forward_early_exit needs batch size 1, got {x.shape[0]}")
+        for k, (block, head) in enumerate(zip(self.blocks, self.exits, strict=True), start=1):
+            x = block(x)
+            logits = head(x)
+            if k == self.depth or logits.softmax(dim=1).max().item() >= threshold:
+                return logits, k
+        raise AssertionError("unreachable")
+
+
+class StaticCNN(nn.Module):
+    """The first `depth` blocks of the same stack, with one classifier at the end."""
+
+    def __init__(
+        self,
+        depth: int,
+        widths: Sequence[int] = (48, 48, 48, 48),
+        n_classes: int = 10,
+        length: int = 40,
+        kernel_size: int = 5,
+    ) -> None:
+        super().__init__()
+        ok = isinstance(depth, int) and not isinstance(depth, bool)
+        if not ok or not 1 <= depth <= len(widths):
+            raise ValueError(f"depth must be an int in [1, {len(widths)}], got {depth!r}")
+        self.blocks = _build_blocks(list(widths)[:depth], kernel_size)
+        self.head = ExitHead(int(widths[depth - 1]), length, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The logits of the single classifier."""
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
+
+
+def check_threshold(threshold: float) -> None:
+    """Raise `ValueError` unless `threshold` is a confidence in [0, 1]."""
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+
+
+def summed_exit_loss(outputs: Sequence[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+    """The multi-exit training loss: the sum over exits of each exit's cross-entropy."""
+    if len(outputs) == 0:
+        raise ValueError("outputs must hold the logits of at least one exit")
+    return sum(F.cross_entropy(logits, y) for logits in outputs)
+
+
+def exit_flops(model: MultiExitCNN, x: torch.Tensor) -> list[int]:
+    """FLOPs spent on input `x` (batch size 1) to reach each exit: blocks and heads up to exit k."""
+    if x.shape[0] != 1:
+        raise ValueError(f"x must be one input (batch size 1), got batch size {x.shape[0]}")
+    return [count_flops(lambda inp, k=k: model(inp, n_exits=k), x) for k in range(1, model.depth + 1)]
+
+
+def exits_at_threshold(logits: Sequence[torch.Tensor], threshold: float) -> torch.Tensor:
+    """The exit number (1-based) at which each sample stops, from every exit's logits.
+
+    The same rule as `MultiExitCNN.forward_early_exit`, computed for a whole batch at once
+    from logits of shape (n_exits, N, classes), so that thresholds can be swept cheaply.
+    """
+    check_threshold(threshold)
+    confidence = torch.stack(list(logits)).softmax(dim=-1).amax(dim=-1)  # (n_exits, N)
+    stop = confidence >= threshold
+    stop[-1] = True
+    return stop.float().argmax(dim=0) + 1
+
+
+def early_exit_predictions(logits: Sequence[torch.Tensor], exits: torch.Tensor) -> torch.Tensor:
+    """The class each sample gets from the exit it stopped at (`exits` is 1-based)."""
+    stacked = torch.stack(list(logits))  # (n_exits, N, classes)
+    return stacked[exits - 1, torch.arange(stacked.shape[1])].argmax(dim=-1)
