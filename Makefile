@@ -63,7 +63,8 @@ bench: setup
 	$(BIN)/python -m dyn_helpers.bench
 
 lock:
-	$(BIN)/python -m pip freeze --all --exclude-editable | grep -v '^pip==' | sed 's/+cpu//' > requirements.lock.new
+	head -n 2 requirements.lock > requirements.lock.new
+	$(BIN)/python -m pip freeze --all --exclude-editable | grep -v '^pip==' | sed 's/+cpu//' >> requirements.lock.new
 	mv requirements.lock.new requirements.lock
 
 clean:
