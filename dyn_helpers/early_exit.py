@@ -129,6 +129,41 @@ def summed_exit_loss(outputs: Sequence[torch.Tensor], y: torch.Tensor) -> torch.
     return sum(F.cross_entropy(logits, y) for logits in outputs)
 
 
+def weighted_exit_loss(
+    outputs: Sequence[torch.Tensor], y: torch.Tensor, weights: Sequence[float]
+) -> torch.Tensor:
+    """The sum over exits of each exit's cross-entropy times its weight. Taught in chapter 5."""
+    if len(outputs) == 0 or len(weights) != len(outputs):
+        raise ValueError(f"weights must give one weight per exit ({len(outputs)}), got {len(weights)}")
+    if any(w < 0 for w in weights):
+        raise ValueError(f"weights must be non-negative, got {list(weights)}")
+    return sum(w * F.cross_entropy(logits, y) for w, logits in zip(weights, outputs, strict=True))
+
+
+def distilled_exit_loss(
+    outputs: Sequence[torch.Tensor], y: torch.Tensor, temperature: float = 1.0, alpha: float = 0.5
+) -> torch.Tensor:
+    """Self-distillation: the last exit learns from the labels; every earlier exit learns from
+    the labels (weight 1 - alpha) and from the last exit's softened prediction (weight alpha).
+
+    The distillation term is T^2 KL(softmax(z_K / T) || softmax(z_k / T)) with the last
+    exit's logits z_K detached, so the teacher is not pulled towards its students.
+    """
+    if len(outputs) == 0:
+        raise ValueError("outputs must hold the logits of at least one exit")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    teacher = F.softmax(outputs[-1].detach() / temperature, dim=1)
+    loss = F.cross_entropy(outputs[-1], y)
+    for logits in outputs[:-1]:
+        student = F.log_softmax(logits / temperature, dim=1)
+        distill = F.kl_div(student, teacher, reduction="batchmean") * temperature**2
+        loss = loss + (1 - alpha) * F.cross_entropy(logits, y) + alpha * distill
+    return loss
+
+
 def exit_flops(model: MultiExitCNN, x: torch.Tensor) -> list[int]:
     """FLOPs spent on input `x` (batch size 1) to reach each exit: blocks and heads up to exit k."""
     if x.shape[0] != 1:

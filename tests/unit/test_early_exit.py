@@ -1,14 +1,17 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from dyn_helpers.early_exit import (
     BOOK_ARCHITECTURE,
     MultiExitCNN,
     StaticCNN,
+    distilled_exit_loss,
     early_exit_predictions,
     exit_flops,
     exits_at_threshold,
     summed_exit_loss,
+    weighted_exit_loss,
 )
 from dyn_helpers.measure import count_flops, flops_per_sample
 
@@ -92,3 +95,46 @@ def test_empty_outputs_and_widths_are_rejected():
         summed_exit_loss([], torch.tensor([0]))
     with pytest.raises(ValueError, match="widths"):
         MultiExitCNN(widths=())
+
+
+def test_weighted_loss_with_unit_weights_is_the_summed_loss():
+    y = torch.tensor([1, 2, 3])
+    outputs = [torch.randn(3, 10) for _ in range(3)]
+    assert torch.allclose(weighted_exit_loss(outputs, y, [1.0, 1.0, 1.0]), summed_exit_loss(outputs, y))
+    assert torch.allclose(weighted_exit_loss(outputs, y, [0.0, 0.0, 2.0]), 2 * F.cross_entropy(outputs[2], y))
+
+
+@pytest.mark.parametrize("weights", [[1.0], [1.0, -1.0]])
+def test_weighted_loss_rejects_bad_weights(weights):
+    with pytest.raises(ValueError, match="weights"):
+        weighted_exit_loss([torch.randn(2, 10)] * 2, torch.tensor([0, 1]), weights)
+
+
+def test_distilled_loss_without_distillation_is_the_summed_loss():
+    y = torch.tensor([0, 4])
+    outputs = [torch.randn(2, 10) for _ in range(3)]
+    assert torch.allclose(distilled_exit_loss(outputs, y, alpha=0.0), summed_exit_loss(outputs, y))
+
+
+def test_distilled_loss_is_the_cross_entropy_of_the_last_exit_when_students_agree_with_it():
+    y = torch.tensor([0, 4])
+    last = torch.randn(2, 10)
+    loss = distilled_exit_loss([last.clone(), last], y, temperature=2.0, alpha=1.0)
+    assert torch.allclose(loss, F.cross_entropy(last, y), atol=1e-6)
+
+
+def test_distillation_does_not_move_the_teacher():
+    teacher = torch.randn(2, 10, requires_grad=True)
+    student = torch.randn(2, 10, requires_grad=True)
+    distilled_exit_loss([student, teacher], torch.tensor([0, 1]), alpha=1.0).backward()
+    assert torch.allclose(
+        teacher.grad, torch.autograd.grad(F.cross_entropy(teacher, torch.tensor([0, 1])), teacher)[0]
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"), [({"temperature": 0.0}, "temperature"), ({"alpha": 1.5}, "alpha")]
+)
+def test_distilled_loss_rejects_bad_arguments(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        distilled_exit_loss([torch.randn(2, 10)], torch.tensor([0, 1]), **kwargs)
