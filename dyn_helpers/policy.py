@@ -1,0 +1,141 @@
+"""A one-shot policy network that plans which residual blocks run, in the style of BlockDrop.
+
+Taught in chapter 5 (sections 5.1.2-5.1.3, policy networks versus gating functions): a light
+network reads the input once and gives one keep-probability per block of a
+`GatedResidualCNN(estimator=None)` backbone; the whole execution plan is fixed before the first
+block runs. The policy is trained with REINFORCE on `blockdrop_reward`.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dyn_helpers.gates import GatedResidualCNN
+
+
+def _check_positive_int(value: object, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+class PolicyNetwork(nn.Module):
+    """A light 1-D CNN: one strided convolution, ReLU, and a linear layer to one logit per block.
+
+    It reads the raw input (batch, 1, length) and returns logits (batch, n_blocks). The biases
+    start at 2, so every block starts kept with probability 0.88, as a `Gate` starts open.
+    """
+
+    def __init__(
+        self, n_blocks: int, length: int = 40, channels: int = 4, kernel_size: int = 5, stride: int = 4
+    ) -> None:
+        super().__init__()
+        for name, value in [
+            ("n_blocks", n_blocks),
+            ("length", length),
+            ("channels", channels),
+            ("kernel_size", kernel_size),
+            ("stride", stride),
+        ]:
+            _check_positive_int(value, name)
+        self.conv = nn.Conv1d(1, channels, kernel_size, stride=stride, padding=kernel_size // 2)
+        out_length = (length + 2 * (kernel_size // 2) - kernel_size) // stride + 1
+        self.logits = nn.Linear(channels * out_length, n_blocks)
+        nn.init.zeros_(self.logits.weight)
+        nn.init.constant_(self.logits.bias, 2.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One keep-logit per block for each input."""
+        return self.logits(F.relu(self.conv(x)).flatten(1))
+
+
+class PolicyDrivenCNN(nn.Module):
+    """A `GatedResidualCNN(estimator=None)` backbone whose blocks follow a plan drawn up front.
+
+    The policy gives keep-probabilities s = sigmoid(logits); training samples the plan
+    z ~ Bernoulli(s), evaluation keeps block l when its logit exceeds `threshold_logit` (0 means
+    probability 1/2). Block l then computes x + z_l * block_l(x), and in evaluation mode a
+    dropped block is not computed. The forward pass returns (logits, plan, probs, log_probs),
+    the last three of shape (batch, n_blocks), like `GatedResidualCNN`.
+    """
+
+    def __init__(self, backbone: GatedResidualCNN, policy: nn.Module, threshold_logit: float = 0.0) -> None:
+        super().__init__()
+        if not isinstance(backbone, GatedResidualCNN) or backbone.gates is not None:
+            raise TypeError(
+                f"backbone must be a GatedResidualCNN built with estimator=None, got {type(backbone).__name__}"
+                + ("" if not isinstance(backbone, GatedResidualCNN) else " with gates")
+            )
+        if not isinstance(policy, nn.Module):
+            raise TypeError(f"policy must be an nn.Module, got {type(policy).__name__}")
+        self.backbone, self.policy = backbone, policy
+        self.threshold_logit = float(threshold_logit)
+
+    def plan(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The execution plan for each input, its keep-probabilities and the plan's log-probabilities."""
+        theta = self.policy(x)
+        if theta.shape != (len(x), len(self.backbone.blocks)):
+            raise ValueError(
+                f"policy must return (batch, n_blocks) = {(len(x), len(self.backbone.blocks))}, "
+                f"got {tuple(theta.shape)}"
+            )
+        probs = torch.sigmoid(theta)
+        if self.training:
+            z = torch.bernoulli(probs.detach())
+        else:
+            z = (theta > self.threshold_logit).to(theta.dtype)
+        log_probs = z * F.logsigmoid(theta) + (1 - z) * F.logsigmoid(-theta)
+        return z, probs, log_probs
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits, and per block the plan, its probabilities and log-probabilities."""
+        z, probs, log_probs = self.plan(x)
+        h = self.backbone.stem(x)
+        for i, block in enumerate(self.backbone.blocks):
+            if self.training:
+                h = h + z[:, i].view(-1, 1, 1) * block(h)
+            else:
+                h = h.clone()
+                run = z[:, i].nonzero().squeeze(1)
+                if len(run):
+                    h[run] = h[run] + block(h[run])
+        return self.backbone.head(h), z, probs, log_probs
+
+
+def blockdrop_reward(correct: torch.Tensor, usage: torch.Tensor, penalty: float) -> torch.Tensor:
+    """BlockDrop's reward per input: 1 - usage^2 when the prediction is correct, -penalty when not.
+
+    `usage` is the fraction of blocks the plan kept, in [0, 1]; a larger `penalty` makes
+    mistakes dearer than blocks, so the policy keeps more of them.
+    """
+    if not isinstance(correct, torch.Tensor) or not isinstance(usage, torch.Tensor):
+        raise TypeError("correct and usage must be tensors")
+    if correct.shape != usage.shape:
+        raise ValueError(
+            f"correct and usage must have the same shape, got {tuple(correct.shape)} and {tuple(usage.shape)}"
+        )
+    if usage.numel() and not bool(((usage >= 0) & (usage <= 1)).all()):
+        raise ValueError("usage must lie in [0, 1]")
+    if not penalty >= 0:
+        raise ValueError(f"penalty must be non-negative, got {penalty}")
+    correct = correct.to(usage.dtype)
+    return correct * (1 - usage**2) - (1 - correct) * penalty
+
+
+def threshold_for_usage(logits: torch.Tensor, usage: float) -> float:
+    """The logit threshold at which a one-shot plan keeps a fraction `usage` of all (input, block) pairs.
+
+    Because the whole plan is read from the policy's logits before any block runs, its cost is a
+    quantile of those logits: choose it on a validation split to match another model's cost.
+    """
+    if not isinstance(logits, torch.Tensor) or logits.numel() == 0:
+        raise ValueError("logits must be a non-empty tensor")
+    if not 0.0 < usage < 1.0:
+        raise ValueError(f"usage must be in (0, 1), got {usage}")
+    return torch.quantile(logits.detach().flatten().double(), 1.0 - usage).item()
+
+
+def distinct_plans(decisions: torch.Tensor) -> int:
+    """How many different execution plans (rows of 0/1 decisions, one column per block) occur."""
+    if not isinstance(decisions, torch.Tensor) or decisions.dim() != 2:
+        raise ValueError("decisions must be a 2-D tensor (inputs, blocks)")
+    return len(torch.unique(decisions.round().to(torch.int64), dim=0))
