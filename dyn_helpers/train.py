@@ -9,6 +9,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from dyn_helpers.data import Split
@@ -52,18 +53,17 @@ def fit(
     dev = resolve_device(device)
     model.to(dev).train()
     torch.manual_seed(seed)
-    order = torch.Generator().manual_seed(seed)
-    x_all, y_all = train.x.to(dev), train.y.to(dev)
-    n_batches = -(-len(train) // batch_size)
+    loader = DataLoader(
+        train.dataset(), batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * n_batches)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * len(loader))
     history: list[float] = []
     bar = tqdm(range(epochs), desc=desc, unit="epoch")
     for _ in bar:
         total, count = 0.0, 0
-        # A fresh shuffle each epoch; indexing tensors directly avoids DataLoader's per-sample overhead.
-        for idx in torch.randperm(len(train), generator=order).split(batch_size):
-            x, y = x_all[idx], y_all[idx]
+        for x, y in loader:
+            x, y = x.to(dev), y.to(dev)
             loss = loss_fn(model(x), y)
             if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
                 raise TypeError("loss_fn must return a scalar tensor")
