@@ -1,0 +1,110 @@
+"""Routing trees: a soft decision tree (Frosst & Hinton, 2017) and hard routing along one path.
+
+Taught in chapter 2 (routing_trees.ipynb). Every inner node i of a complete binary tree of depth D
+sends an input right with probability p_i(x) = sigmoid(w_i . x + b_i). The soft tree weighs each
+leaf's class distribution Q_l by the probability P_l(x) of the path to it; hard routing follows,
+at each node, the more probable branch and answers with the one leaf it reaches, evaluating D of
+the 2^D - 1 inner nodes.
+"""
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SoftDecisionTree(nn.Module):
+    """A complete binary tree of `depth` levels of sigmoid routers with a learned class distribution per leaf.
+
+    Nodes are numbered breadth-first: the root is 0 and node i has children 2i + 1 (left) and
+    2i + 2 (right); leaf l is node 2^depth - 1 + l.
+    """
+
+    def __init__(self, in_features: int, n_classes: int, depth: int = 4) -> None:
+        super().__init__()
+        for name, value in {"in_features": in_features, "n_classes": n_classes, "depth": depth}.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        self.depth = depth
+        self.routers = nn.Linear(in_features, 2**depth - 1)
+        self.leaf_logits = nn.Parameter(torch.zeros(2**depth, n_classes))
+        nn.init.normal_(self.leaf_logits, std=0.1)
+
+    @property
+    def n_leaves(self) -> int:
+        """Number of leaves, 2 ** depth."""
+        return 2**self.depth
+
+    def path_probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """P_l(x) for every leaf l: the product of the branch probabilities on the path to l, shape (N, leaves).
+
+        Also keeps, for the balance penalty, the probability of reaching each inner node and the
+        probability of going right there.
+        """
+        right = torch.sigmoid(self.routers(x.flatten(1)))
+        paths, reach = x.new_ones(len(x), 1), []
+        for level in range(self.depth):
+            first = 2**level - 1
+            p = right[:, first : 2 * first + 1]  # the nodes of this level, left to right
+            reach.append(paths)
+            paths = torch.stack([paths * (1 - p), paths * p], dim=2).flatten(1)
+        self._reach, self._right = torch.cat(reach, dim=1), right
+        return paths
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities of the soft tree, log sum_l P_l(x) Q_l, shape (N, classes)."""
+        return torch.log(self.path_probabilities(x) @ F.softmax(self.leaf_logits, dim=1) + 1e-12)
+
+    def balance_penalty(self) -> torch.Tensor:
+        """Frosst and Hinton's penalty for the batch of the last forward pass: it pushes every inner node
+        to send half of the inputs that reach it each way, weighted 2^-level.
+
+        alpha_i = sum_x P_i(x) p_i(x) / sum_x P_i(x);  C = -sum_i 2^-level(i) (log alpha_i + log(1 - alpha_i)) / 2.
+        """
+        if not hasattr(self, "_reach"):
+            raise RuntimeError("balance_penalty needs a forward pass first")
+        alpha = (self._reach * self._right).sum(0) / (self._reach.sum(0) + 1e-12)
+        alpha = alpha.clamp(1e-6, 1 - 1e-6)
+        level = torch.log2(torch.arange(1, len(alpha) + 1, dtype=alpha.dtype, device=alpha.device)).floor()
+        return -(2.0**-level * 0.5 * (alpha.log() + (1 - alpha).log())).sum()
+
+    def hard_leaves(self, x: torch.Tensor) -> torch.Tensor:
+        """The leaf each input reaches by taking the more probable branch at every node (D routers only)."""
+        flat = x.flatten(1)
+        node = torch.zeros(len(x), dtype=torch.long, device=x.device)
+        for _ in range(self.depth):
+            w, b = self.routers.weight[node], self.routers.bias[node]
+            score = torch.bmm(w.unsqueeze(1), flat.unsqueeze(2)).view(-1) + b
+            node = 2 * node + 1 + (score > 0).long()  # sigmoid(score) > 1/2: go right
+        return node - (2**self.depth - 1)
+
+    def forward_hard(self, x: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities of hard routing: the class distribution of the one leaf reached."""
+        return F.log_softmax(self.leaf_logits, dim=1)[self.hard_leaves(x)]
+
+
+def tree_loss(
+    tree: SoftDecisionTree, strength: float
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The training loss for `train.fit`: the soft tree's cross-entropy + strength * its balance penalty."""
+    if not isinstance(tree, SoftDecisionTree):
+        raise TypeError(f"tree must be a SoftDecisionTree, got {type(tree).__name__}")
+    if isinstance(strength, bool) or not isinstance(strength, int | float) or strength < 0:
+        raise ValueError(f"strength must be a non-negative number, got {strength!r}")
+
+    def loss(log_probs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.nll_loss(log_probs, y) + strength * tree.balance_penalty()
+
+    return loss
+
+
+def leaf_path(leaf: int, depth: int) -> list[int]:
+    """The breadth-first node numbers from the root to `leaf` (leaf numbered 0 .. 2**depth - 1), leaf node included."""
+    if not 0 <= leaf < 2**depth:
+        raise ValueError(f"leaf must be in [0, {2**depth - 1}] for depth {depth}, got {leaf}")
+    node, path = leaf + 2**depth - 1, []
+    while node > 0:
+        path.append(node)
+        node = (node - 1) // 2
+    return [0, *reversed(path)]
