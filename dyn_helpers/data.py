@@ -183,3 +183,52 @@ def with_noise_difficulty(splits: Splits, mean: float, spread: float, seed: int 
     return replace(
         splits, name=name, train=noisy(splits.train), val=noisy(splits.val), test=noisy(splits.test)
     )
+
+
+def transformed_digits(
+    canvas_size: int = 16,
+    scale: tuple[float, float] = (1.0, 1.75),
+    max_rotation: float = 45.0,
+    copies: int = 1,
+    seed: int = 0,
+) -> Splits:
+    """Digits randomly scaled and rotated on a larger canvas, for kernel-shape adaptation.
+
+    Each 8x8 digit is drawn `copies` times at the centre of a `canvas_size` square, magnified
+    by a factor drawn uniformly from `scale` and rotated by an angle drawn uniformly from
+    [-max_rotation, max_rotation] degrees (bilinear interpolation). The absolute angle is stored
+    as each sample's `difficulty`. Splits follow `digits`, so copies of one digit share a split.
+    Taught in chapter 2 (weight_prediction.ipynb).
+    """
+    if canvas_size < 8:
+        raise ValueError(f"canvas_size must be at least 8 (the digit's size), got {canvas_size}")
+    if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
+        raise ValueError(f"scale must be a (low, high) pair with 0 < low <= high, got {scale}")
+    if not 0 <= max_rotation <= 180:
+        raise ValueError(f"max_rotation must be in [0, 180] degrees, got {max_rotation}")
+    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
+        raise ValueError(f"copies must be a positive int, got {copies!r}")
+    images, labels = _digits_arrays()
+    rng = np.random.default_rng(seed)
+
+    def transformed(idx: np.ndarray) -> Split:
+        idx = np.tile(idx, copies)
+        magnification = rng.uniform(scale[0], scale[1], size=len(idx))
+        angle = rng.uniform(-max_rotation, max_rotation, size=len(idx))
+        radians = np.deg2rad(angle)
+        # affine_grid maps canvas coordinates in [-1, 1] to the digit's; the digit spans 8 * m pixels
+        zoom = canvas_size / (8.0 * magnification)
+        cos, sin = np.cos(radians) * zoom, np.sin(radians) * zoom
+        theta = np.zeros((len(idx), 2, 3), dtype=np.float32)
+        theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = cos, -sin, sin, cos
+        source = torch.as_tensor(images[idx])
+        grid = torch.nn.functional.affine_grid(
+            torch.as_tensor(theta), [len(idx), 1, canvas_size, canvas_size], align_corners=False
+        )
+        x = torch.nn.functional.grid_sample(source, grid, mode="bilinear", align_corners=False).clamp(0, 1)
+        difficulty = torch.as_tensor(np.abs(angle), dtype=torch.float32)
+        return Split(x, torch.as_tensor(labels[idx], dtype=torch.long), difficulty)
+
+    train, val, test = _split_indices(labels, (0.2, 0.2), seed=0)
+    name = f"digits scaled {scale[0]:g}-{scale[1]:g}x, rotated up to {max_rotation:g} degrees"
+    return Splits(name, transformed(train), transformed(val), transformed(test), n_classes=10)

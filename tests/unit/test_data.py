@@ -86,3 +86,33 @@ def test_an_empty_split_is_rejected():
 def test_mismatched_lengths_are_rejected():
     with pytest.raises(ValueError, match="same length"):
         data.Split(torch.zeros(3, 2), torch.zeros(2, dtype=torch.long))
+
+
+def test_transformed_digits_are_deterministic_and_store_the_rotation_as_difficulty():
+    a, b = data.transformed_digits(seed=0), data.transformed_digits(seed=0)
+    assert a.input_shape == (1, 16, 16)
+    assert torch.equal(a.test.x, b.test.x)
+    assert not torch.equal(a.test.x, data.transformed_digits(seed=1).test.x)
+    assert 0.0 <= a.train.x.min() and a.train.x.max() <= 1.0
+    assert 0.0 <= a.test.difficulty.min() and a.test.difficulty.max() <= 45.0
+    assert len(a.test) == len(data.digits().test)
+
+
+def test_transformed_digits_without_rotation_or_scaling_keep_the_digit_centred():
+    splits = data.transformed_digits(canvas_size=8, scale=(1.0, 1.0), max_rotation=0.0)
+    assert torch.allclose(splits.test.x, data.digits().test.x, atol=1e-5)
+    assert splits.test.difficulty.max() == 0.0
+
+
+def test_transformed_digits_copies_multiply_each_split():
+    splits = data.transformed_digits(copies=2)
+    assert len(splits.train) == 2 * len(data.digits().train)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"canvas_size": 7}, {"scale": (0.0, 1.0)}, {"max_rotation": -1.0}, {"copies": 0}]
+)
+def test_transformed_digits_reject_bad_arguments(kwargs):
+    name = next(iter(kwargs))
+    with pytest.raises(ValueError, match=name):
+        data.transformed_digits(**kwargs)

@@ -1,0 +1,113 @@
+"""Dynamic features: channel attention (squeeze-and-excitation) and spatial attention. Taught in chapter 2.
+
+Both rescale a block's features by weights computed from the features themselves. Scaling
+output channel c by a_c(x) is the same as scaling that channel's filter, so channel attention
+is a dynamic-parameter method: `rescaled_weight` gives the per-input filters it amounts to.
+"""
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from dyn_helpers.early_exit import ExitHead, conv_block
+
+ATTENTIONS = ("se", "spatial")
+
+
+class SqueezeExcitation(nn.Module):
+    """Channel attention: a(x) = sigmoid(W2 ReLU(W1 mean_t x)), features scaled per channel by a(x)."""
+
+    def __init__(self, channels: int, reduction: int = 4) -> None:
+        super().__init__()
+        if channels < 1 or reduction < 1 or reduction > channels:
+            raise ValueError(
+                f"need channels >= 1 and 1 <= reduction <= channels, got {channels}, {reduction}"
+            )
+        self.squeeze = nn.Linear(channels, channels // reduction)
+        self.excite = nn.Linear(channels // reduction, channels)
+
+    def weights(self, x: torch.Tensor) -> torch.Tensor:
+        """The attention weights a(x), shape (batch, channels), each in (0, 1)."""
+        return torch.sigmoid(self.excite(torch.relu(self.squeeze(x.mean(dim=2)))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Features (batch, channels, length) rescaled per channel."""
+        return x * self.weights(x)[:, :, None]
+
+
+class SpatialAttention(nn.Module):
+    """Spatial attention (CBAM's spatial branch): a(x) = sigmoid(conv([mean_c x; max_c x])), one weight per position."""
+
+    def __init__(self, kernel_size: int = 7) -> None:
+        super().__init__()
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be a positive odd int, got {kernel_size}")
+        self.conv = nn.Conv1d(2, 1, kernel_size, padding=kernel_size // 2)
+
+    def weights(self, x: torch.Tensor) -> torch.Tensor:
+        """The attention weights a(x), shape (batch, length), each in (0, 1)."""
+        pooled = torch.stack([x.mean(dim=1), x.amax(dim=1)], dim=1)
+        return torch.sigmoid(self.conv(pooled))[:, 0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Features (batch, channels, length) rescaled per position."""
+        return x * self.weights(x)[:, None, :]
+
+
+class AttentionCNN(nn.Module):
+    """`conv_block`s each followed by an attention module, and a linear classifier (the `StaticCNN` head)."""
+
+    def __init__(
+        self,
+        attention: str,
+        widths: Sequence[int] = (16, 16, 16, 16),
+        *,
+        n_classes: int = 10,
+        length: int = 40,
+        kernel_size: int = 5,
+        reduction: int = 4,
+    ) -> None:
+        super().__init__()
+        if attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
+        if len(widths) < 1 or any(int(w) < 1 for w in widths):
+            raise ValueError(f"widths must be a non-empty sequence of positive ints, got {list(widths)}")
+        c_in = [1, *(int(w) for w in widths[:-1])]
+        self.blocks = nn.ModuleList(
+            conv_block(c, int(w), kernel_size) for c, w in zip(c_in, widths, strict=True)
+        )
+        self.attention = nn.ModuleList(
+            SqueezeExcitation(int(w), reduction) if attention == "se" else SpatialAttention() for w in widths
+        )
+        self.head = ExitHead(int(widths[-1]), length, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The logits."""
+        for block, attend in zip(self.blocks, self.attention, strict=True):
+            x = attend(block(x))
+        return self.head(x)
+
+    @torch.no_grad()
+    def attention_weights(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each block's attention weights on `x` (eval mode): (N, channels) for SE, (N, length) for spatial."""
+        self.eval()
+        weights = []
+        for block, attend in zip(self.blocks, self.attention, strict=True):
+            x = block(x)
+            weights.append(attend.weights(x))
+            x = attend(x)
+        return weights
+
+
+def rescaled_weight(weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Per-input filters W_c a_c: a conv weight (out, in, k) scaled per output channel by scale (batch, out).
+
+    Returns (batch, out, in, k). Convolving input n with filters [n] equals convolving with
+    `weight` and then scaling output channel c by scale[n, c].
+    """
+    if weight.dim() != 3:
+        raise ValueError(f"weight must be a Conv1d weight (out, in, kernel), got shape {tuple(weight.shape)}")
+    if scale.dim() != 2 or scale.shape[1] != weight.shape[0]:
+        raise ValueError(f"scale must have shape (batch, {weight.shape[0]}), got {tuple(scale.shape)}")
+    return weight[None] * scale[:, :, None, None]

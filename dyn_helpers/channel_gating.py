@@ -1,0 +1,154 @@
+"""Dynamic channel gating in the style of Feature Boosting and Suppression (FBS). Taught in chapter 2.
+
+A cheap saliency predictor looks at the globally pooled input of a convolution and keeps, for
+each input, only the `k` most salient output channels, scaled by their saliency. A channel
+switched off is neither computed nor read by the next layer, so `forward_executed` runs each
+layer on the gathered active channels only, and `FlopCounterMode` charges exactly what ran.
+"""
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _check_keep(keep: float) -> None:
+    if isinstance(keep, bool) or not isinstance(keep, int | float) or not 0.0 < keep <= 1.0:
+        raise ValueError(f"keep must be a fraction of channels in (0, 1], got {keep!r}")
+
+
+def top_k_gate(saliency: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the `k` largest saliencies of each row (batch, channels) and zero the rest."""
+    if saliency.dim() != 2:
+        raise ValueError(f"saliency must have shape (batch, channels), got {tuple(saliency.shape)}")
+    if not 1 <= k <= saliency.shape[1]:
+        raise ValueError(f"k must be in [1, {saliency.shape[1]}], got {k}")
+    index = saliency.topk(k, dim=1).indices
+    mask = torch.zeros_like(saliency).scatter_(1, index, 1.0)
+    return saliency * mask
+
+
+class GatedConvBlock(nn.Module):
+    """Conv1d -> BatchNorm1d -> scale by the top-k saliency gate -> ReLU.
+
+    The saliency is g(x) = ReLU(W mean_t |x_t| + b), one value per output channel; the gate
+    keeps the `k = round(keep * c_out)` largest. With `gated=False` every channel is kept
+    with gate 1, which is the plain `conv_block`.
+    """
+
+    def __init__(self, c_in: int, c_out: int, keep: float, kernel_size: int = 5, gated: bool = True) -> None:
+        super().__init__()
+        _check_keep(keep)
+        if c_in < 1 or c_out < 1 or kernel_size < 1:
+            raise ValueError(
+                f"c_in, c_out and kernel_size must be positive, got {c_in}, {c_out}, {kernel_size}"
+            )
+        self.conv = nn.Conv1d(c_in, c_out, kernel_size, padding=kernel_size // 2, bias=False)
+        self.bn = nn.BatchNorm1d(c_out)
+        self.gated = gated
+        self.k = max(1, round(keep * c_out)) if gated else c_out
+        self.saliency = nn.Linear(c_in, c_out) if gated else None
+        if self.saliency is not None:
+            nn.init.constant_(self.saliency.bias, 1.0)  # every channel starts salient
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """The per-input channel gate (batch, c_out): saliency on the kept channels, 0 elsewhere."""
+        if self.saliency is None:
+            return torch.ones(x.shape[0], self.bn.num_features, dtype=x.dtype, device=x.device)
+        return top_k_gate(F.relu(self.saliency(x.abs().mean(dim=2))), self.k)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Dense execution (for training): every channel is computed, then gated. Returns (y, gate)."""
+        gate = self.gate(x)
+        return F.relu(self.bn(self.conv(x)) * gate[:, :, None]), gate
+
+
+class ChannelGatedCNN(nn.Module):
+    """A stack of `GatedConvBlock`s and a linear classifier on the flattened features.
+
+    `gate_first=False` leaves the first block ungated (its input has a single channel, so
+    there is little for a predictor to see and nothing to save on the input side).
+    """
+
+    def __init__(
+        self,
+        widths: Sequence[int] = (48, 48, 48, 48),
+        keep: float = 0.5,
+        *,
+        gate_first: bool = True,
+        n_classes: int = 10,
+        length: int = 40,
+        kernel_size: int = 5,
+    ) -> None:
+        super().__init__()
+        _check_keep(keep)
+        if len(widths) < 1 or any(int(w) < 1 for w in widths):
+            raise ValueError(f"widths must be a non-empty sequence of positive ints, got {list(widths)}")
+        c_in = [1, *(int(w) for w in widths[:-1])]
+        self.blocks = nn.ModuleList(
+            GatedConvBlock(c, int(w), keep, kernel_size, gated=gate_first or i > 0)
+            for i, (c, w) in enumerate(zip(c_in, widths, strict=True))
+        )
+        self.head = nn.Linear(int(widths[-1]) * length, n_classes)
+        self.length = length
+
+    def forward_with_gates(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Dense execution: the logits and each block's gate (batch, channels)."""
+        gates = []
+        for block in self.blocks:
+            x, gate = block(x)
+            gates.append(gate)
+        return self.head(x.flatten(1)), gates
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The logits, computed densely (switched-off channels are computed and multiplied by 0)."""
+        return self.forward_with_gates(x)[0]
+
+    def forward_executed(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference for one input that computes only the active channels (call in eval mode).
+
+        Each layer's saliency predictor and convolution read only the channels the previous
+        layer kept, the convolution computes only the channels this layer keeps, and the
+        classifier reads only the last layer's kept channels. Same logits as `forward`.
+        """
+        if x.shape[0] != 1:
+            raise ValueError(f"forward_executed needs batch size 1, got {x.shape[0]}")
+        if self.training:
+            raise RuntimeError(
+                "forward_executed uses BatchNorm's running statistics: call model.eval() first"
+            )
+        active = torch.arange(x.shape[1])
+        for block in self.blocks:
+            if block.saliency is None:
+                keep = torch.arange(block.bn.num_features)
+                scale = torch.ones(len(keep))
+            else:
+                pooled = x.abs().mean(dim=2)
+                saliency = F.relu(F.linear(pooled, block.saliency.weight[:, active], block.saliency.bias))[0]
+                scale, keep = saliency.topk(block.k)
+            weight = block.conv.weight[keep][:, active]
+            y = F.conv1d(x, weight, padding=block.conv.padding)
+            bn = block.bn
+            y = F.batch_norm(
+                y,
+                bn.running_mean[keep],
+                bn.running_var[keep],
+                bn.weight[keep],
+                bn.bias[keep],
+                False,
+                0.0,
+                bn.eps,
+            )
+            x, active = F.relu(y * scale[None, :, None]), keep
+        head_weight = self.head.weight.view(self.head.out_features, -1, self.length)[:, active]
+        return F.linear(x.flatten(1), head_weight.flatten(1), self.head.bias)
+
+
+def channel_usage(model: ChannelGatedCNN, x: torch.Tensor) -> list[torch.Tensor]:
+    """For each block, which channels each input keeps: a list of bool tensors (N, channels)."""
+    if not isinstance(model, ChannelGatedCNN):
+        raise TypeError(f"model must be a ChannelGatedCNN, got {type(model).__name__}")
+    model.eval()
+    with torch.no_grad():
+        return [gate > 0 for gate in model.forward_with_gates(x)[1]]
