@@ -1,0 +1,131 @@
+"""Halting: Adaptive Computation Time over residual blocks (Graves, 2016; Figurnov et al., 2017).
+
+Taught in chapter 2 (halting.ipynb). After residual block l each input gets a halting score
+h_l in [0, 1]; it stops at the first block N whose scores sum to at least 1 - epsilon (the last
+block always halts), answers from the halting-weighted sum of the block outputs, and pays the
+ponder cost N + R, where R = 1 - (h_1 + ... + h_{N-1}) is the remainder.
+"""
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dyn_helpers.early_exit import ExitHead, conv_block
+
+
+class Halting(NamedTuple):
+    """Per input: the weight p_l of each block's output, the step count N and the remainder R."""
+
+    weights: torch.Tensor
+    steps: torch.Tensor
+    remainder: torch.Tensor
+
+
+def _check_epsilon(epsilon: float) -> None:
+    if isinstance(epsilon, bool) or not isinstance(epsilon, int | float) or not 0 < epsilon < 1:
+        raise ValueError(f"epsilon must be a number in (0, 1), got {epsilon!r}")
+
+
+def halting_weights(scores: torch.Tensor, epsilon: float = 0.01) -> Halting:
+    """ACT's halting distribution from scores h of shape (batch, L), each in [0, 1].
+
+    N is the first l with h_1 + ... + h_l >= 1 - epsilon (L if none; the last score is ignored
+    and treated as 1), R = 1 - (h_1 + ... + h_{N-1}), p_l = h_l for l < N, p_N = R, p_l = 0 after N.
+    """
+    _check_epsilon(epsilon)
+    if not isinstance(scores, torch.Tensor) or scores.dim() != 2 or scores.shape[1] < 1:
+        raise ValueError(
+            f"scores must be a tensor of shape (batch, L) with L >= 1, got {getattr(scores, 'shape', scores)}"
+        )
+    if ((scores < 0) | (scores > 1)).any():
+        raise ValueError("halting scores must lie in [0, 1]")
+    n_blocks = scores.shape[1]
+    before = torch.cumsum(scores, dim=1) - scores  # sum of the scores of the earlier blocks
+    reached = (before + scores >= 1 - epsilon)[:, :-1]
+    last = torch.ones(len(scores), 1, dtype=torch.bool, device=scores.device)
+    halts_at = torch.cat([reached, last], dim=1).int().argmax(dim=1)  # first block reaching 1 - epsilon
+    position = torch.arange(n_blocks, device=scores.device)
+    remainder = 1 - before.gather(1, halts_at[:, None]).squeeze(1)
+    weights = torch.where(position < halts_at[:, None], scores, torch.zeros_like(scores))
+    weights = weights + F.one_hot(halts_at, n_blocks).to(scores.dtype) * remainder[:, None]
+    return Halting(weights, halts_at + 1, remainder)
+
+
+class ACTResidualCNN(nn.Module):
+    """A stem, `n_blocks` residual conv blocks each followed by a halting unit, and a linear classifier.
+
+    Block l computes x_l = x_{l-1} + f_l(x_{l-1}); its halting unit reads x_l averaged over positions,
+    h_l = sigmoid(w_l . mean(x_l) + b_l). The classifier reads sum_l p_l x_l (`halting_weights`).
+    The last block's score is 1 (its unit is unused). The forward pass returns (logits, ponder cost
+    N + R, steps N). In evaluation mode an input that has halted runs no further block or unit. With `halting_bias` = -3 the scores start small, so training
+    starts with every block running.
+    """
+
+    def __init__(
+        self,
+        n_blocks: int = 4,
+        width: int = 32,
+        *,
+        epsilon: float = 0.01,
+        halting_bias: float = -3.0,
+        n_classes: int = 10,
+        length: int = 40,
+        kernel_size: int = 5,
+    ) -> None:
+        super().__init__()
+        for name, value in {"n_blocks": n_blocks, "width": width}.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        _check_epsilon(epsilon)
+        self.epsilon = epsilon
+        self.stem = conv_block(1, width, kernel_size)
+        self.blocks = nn.ModuleList(conv_block(width, width, kernel_size) for _ in range(n_blocks))
+        self.halt = nn.ModuleList(nn.Linear(width, 1) for _ in range(n_blocks))
+        for unit in self.halt:
+            nn.init.constant_(unit.bias, halting_bias)
+        self.head = ExitHead(width, length, n_classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits, ponder cost N + R and step count N for each input."""
+        x = self.stem(x)
+        batch = len(x)
+        states, scores = [], []
+        total = x.new_zeros(batch)  # sum of the halting scores so far
+        for i, (block, halt) in enumerate(zip(self.blocks, self.halt, strict=True)):
+            running = total < 1 - self.epsilon if i > 0 else torch.ones_like(total, dtype=torch.bool)
+            if self.training:
+                x = x + block(x)
+            else:
+                x = x.clone()
+                run = running.nonzero().squeeze(1)
+                if len(run) == 0:
+                    break
+                x[run] = x[run] + block(x[run])
+            if i < len(self.blocks) - 1:
+                h = torch.sigmoid(halt(x.mean(dim=-1))).squeeze(1) * running
+            else:  # the last block always halts: its unit is not needed
+                h = running.to(x.dtype)
+            states.append(x)
+            scores.append(h)
+            total = total + h
+        stacked = torch.stack(scores, dim=1)
+        if stacked.shape[1] < len(self.blocks):  # every input halted early: the rest carry no weight
+            stacked = F.pad(stacked, (0, len(self.blocks) - stacked.shape[1]))
+        weights, steps, remainder = halting_weights(stacked, self.epsilon)
+        mixed = sum(weights[:, i, None, None] * state for i, state in enumerate(states))
+        return self.head(mixed), steps.to(x.dtype) + remainder, steps
+
+
+def ponder_loss(tau: float) -> Callable[[tuple[torch.Tensor, ...], torch.Tensor], torch.Tensor]:
+    """The ACT training loss for `train.fit`: cross-entropy + tau * mean ponder cost (N + R)."""
+    if isinstance(tau, bool) or not isinstance(tau, int | float) or tau < 0:
+        raise ValueError(f"tau must be a non-negative number, got {tau!r}")
+
+    def loss(output: tuple[torch.Tensor, ...], y: torch.Tensor) -> torch.Tensor:
+        logits, ponder, _ = output
+        return F.cross_entropy(logits, y) + tau * ponder.mean()
+
+    return loss
