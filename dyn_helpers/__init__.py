@@ -8,7 +8,7 @@ share (`early_exit`), exit decisions and budgets (`decisions`), gates and gradie
 (`skipping`), halting (`halting`), mixtures of experts on one process and on several
 (`moe`, `moe_distributed`), channel gating (`channel_gating`), routing trees (`trees`), dynamic
 convolutions, weight prediction and deformable sampling (`dynamic_params`), feature attention
-(`attention`), the GPU-timed suite (`bench`) and notebook runs (`runs`).
+(`attention`), entropy and mutual information of decisions (`stats`), the GPU-timed suite (`bench`) and notebook runs (`runs`).
 """
 
 __version__ = "0.1.0"

@@ -15,6 +15,7 @@ from torch import nn
 
 from dyn_helpers.data import Split
 from dyn_helpers.gates import GatedResidualCNN
+from dyn_helpers.stats import entropy_bits, mutual_information_bits
 
 
 def _check_backbone(backbone: object) -> None:
@@ -134,15 +135,6 @@ def usage_by_class(plans: torch.Tensor, labels: torch.Tensor, n_classes: int) ->
     return (one_hot.T @ plans.double().round()) / counts.clamp(min=1).unsqueeze(1)
 
 
-def _mutual_information_bits(a: torch.Tensor, b: torch.Tensor) -> float:
-    joint = torch.zeros(int(a.max()) + 1, int(b.max()) + 1, dtype=torch.float64)
-    joint.index_put_((a, b), torch.ones(len(a), dtype=torch.float64), accumulate=True)
-    joint /= len(a)
-    outer = joint.sum(dim=1, keepdim=True) * joint.sum(dim=0, keepdim=True)
-    mask = joint > 0
-    return (joint[mask] * torch.log2(joint[mask] / outer[mask])).sum().item()
-
-
 class DependenceTest(NamedTuple):
     """Mutual information between class and plan (bits), its largest possible value, and the permutation p-value."""
 
@@ -166,18 +158,13 @@ def plan_class_dependence(
         raise ValueError(f"n_permutations must be a positive int, got {n_permutations!r}")
     plan_ids = torch.unique(plans.round().to(torch.int64), dim=0, return_inverse=True)[1]
     _, class_ids = torch.unique(labels, return_inverse=True)
-    observed = _mutual_information_bits(class_ids, plan_ids)
+    observed = mutual_information_bits(class_ids, plan_ids)
     generator = torch.Generator().manual_seed(seed)
     exceed = sum(
-        _mutual_information_bits(class_ids[torch.randperm(len(class_ids), generator=generator)], plan_ids)
+        mutual_information_bits(class_ids[torch.randperm(len(class_ids), generator=generator)], plan_ids)
         >= observed - 1e-12
         for _ in range(n_permutations)
     )
 
-    def entropy(ids: torch.Tensor) -> float:
-        p = torch.bincount(ids).double() / len(ids)
-        p = p[p > 0]
-        return -(p * torch.log2(p)).sum().item()
-
-    bound = min(entropy(class_ids), entropy(plan_ids))
+    bound = min(entropy_bits(class_ids), entropy_bits(plan_ids))
     return DependenceTest(observed, bound, (1 + exceed) / (1 + n_permutations))
