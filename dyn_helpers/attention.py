@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from dyn_helpers.early_exit import ExitHead, conv_block
+from dyn_helpers.early_exit import ExitHead, conv_stack
 
 ATTENTIONS = ("se", "spatial")
 
@@ -56,7 +56,7 @@ class SpatialAttention(nn.Module):
 
 
 class AttentionCNN(nn.Module):
-    """`conv_block`s each followed by an attention module, and a linear classifier (the `StaticCNN` head)."""
+    """A `conv_stack` with an attention module after each block, and a linear classifier (the `StaticCNN` head)."""
 
     def __init__(
         self,
@@ -71,12 +71,7 @@ class AttentionCNN(nn.Module):
         super().__init__()
         if attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
-        if len(widths) < 1 or any(int(w) < 1 for w in widths):
-            raise ValueError(f"widths must be a non-empty sequence of positive ints, got {list(widths)}")
-        c_in = [1, *(int(w) for w in widths[:-1])]
-        self.blocks = nn.ModuleList(
-            conv_block(c, int(w), kernel_size) for c, w in zip(c_in, widths, strict=True)
-        )
+        self.blocks = conv_stack(widths, kernel_size)
         self.attention = nn.ModuleList(
             SqueezeExcitation(int(w), reduction) if attention == "se" else SpatialAttention() for w in widths
         )

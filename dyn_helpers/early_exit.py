@@ -36,8 +36,8 @@ class ExitHead(nn.Linear):
         return super().forward(x.flatten(1))
 
 
-def _build_blocks(widths: Sequence[int], kernel_size: int) -> nn.ModuleList:
-    """Stack `conv_block`s with the given output widths (the input has 1 channel)."""
+def conv_stack(widths: Sequence[int], kernel_size: int = 5) -> nn.ModuleList:
+    """`conv_block`s with the given output widths, each reading the previous one (the input has 1 channel)."""
     if len(widths) < 1 or any(int(w) < 1 for w in widths):
         raise ValueError(f"widths must be a non-empty sequence of positive ints, got {list(widths)}")
     c_in = [1, *(int(w) for w in widths[:-1])]
@@ -55,7 +55,7 @@ class MultiExitCNN(nn.Module):
         kernel_size: int = 5,
     ) -> None:
         super().__init__()
-        self.blocks = _build_blocks(widths, kernel_size)
+        self.blocks = conv_stack(widths, kernel_size)
         self.exits = nn.ModuleList(ExitHead(int(w), length, n_classes) for w in widths)
 
     @property
@@ -106,7 +106,7 @@ class StaticCNN(nn.Module):
         ok = isinstance(depth, int) and not isinstance(depth, bool)
         if not ok or not 1 <= depth <= len(widths):
             raise ValueError(f"depth must be an int in [1, {len(widths)}], got {depth!r}")
-        self.blocks = _build_blocks(list(widths)[:depth], kernel_size)
+        self.blocks = conv_stack(list(widths)[:depth], kernel_size)
         self.head = ExitHead(int(widths[depth - 1]), length, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
