@@ -1,0 +1,114 @@
+"""A notebook's closing claims: each one a measured value held against a bound.
+
+Every notebook ends with a cell such as::
+
+    claims = Claims()
+    claims.at_most("flops_ratio", flops_ratio, 0.60, "early exit runs at no more than 60% of the FLOPs")
+    claims.at_least("acc_gap", gap, -1.0, "and is within 1 point of the best static model")
+    claims.check()
+
+`check` prints the claims as a table and raises `AssertionError` naming every claim that fails.
+Each claim has a short key that stays fixed while its bound is tuned: the calibration over many
+seeds (`python -m dyn_helpers.calibrate`, `make calibrate`) finds claims by notebook and key.
+With `DYN_HELPERS_CLAIMS_LOG` set to a file path, `check` also appends one JSON line per claim
+to that file, which is how the calibration reads the values.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import asdict, dataclass
+from numbers import Real
+from pathlib import Path
+
+CLAIMS_LOG_ENV_VAR = "DYN_HELPERS_CLAIMS_LOG"
+KEY_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
+OPERATORS = {"at_least": "≥", "at_most": "≤"}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim: `value` must be at least (or at most) `bound`."""
+
+    key: str
+    text: str
+    value: float
+    op: str
+    bound: float
+
+    @property
+    def holds(self) -> bool:
+        if self.op == "at_least":
+            return self.value >= self.bound
+        return self.value <= self.bound
+
+
+def _as_float(name: str, x: object) -> float:
+    """`x` as a finite float; a 0-d tensor or array counts as a number, a bool does not."""
+    if hasattr(x, "item") and getattr(x, "ndim", 0) == 0:
+        x = x.item()
+    if isinstance(x, bool) or not isinstance(x, Real):
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
+    value = float(x)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+class Claims:
+    """The closing claims of one notebook, checked together by `check`."""
+
+    def __init__(self) -> None:
+        self._claims: list[Claim] = []
+
+    def _add(self, op: str, key: str, value: object, bound: object, text: str) -> None:
+        if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
+            raise ValueError(f"a claim key is a lower-case identifier such as 'flops_ratio', got {key!r}")
+        if any(claim.key == key for claim in self._claims):
+            raise ValueError(f"claim key {key!r} is used twice")
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"claim {key!r} needs a sentence saying what it claims")
+        claim = Claim(key, text.strip(), _as_float(f"value of {key!r}", value), op, _as_float("bound", bound))
+        self._claims.append(claim)
+
+    def at_least(self, key: str, value: object, bound: object, text: str) -> None:
+        """Claim that `value >= bound`; `text` says it in words."""
+        self._add("at_least", key, value, bound, text)
+
+    def at_most(self, key: str, value: object, bound: object, text: str) -> None:
+        """Claim that `value <= bound`; `text` says it in words."""
+        self._add("at_most", key, value, bound, text)
+
+    @property
+    def claims(self) -> tuple[Claim, ...]:
+        return tuple(self._claims)
+
+    def table(self) -> str:
+        """The claims as a plain-text table: value, comparison, bound and verdict."""
+        width = max((len(c.key) for c in self._claims), default=3)
+        lines = [f"{'claim':<{width}}  {'value':>10}    {'bound':>10}  verdict"]
+        for c in self._claims:
+            verdict = "holds" if c.holds else "FAILS"
+            lines.append(f"{c.key:<{width}}  {c.value:10.4f} {OPERATORS[c.op]}  {c.bound:10.4f}  {verdict}")
+        return "\n".join(lines)
+
+    def check(self) -> None:
+        """Print the table, log the values if asked to, raise `AssertionError` if any claim fails."""
+        if not self._claims:
+            raise ValueError("no claims to check")
+        print(self.table())
+        log = os.environ.get(CLAIMS_LOG_ENV_VAR, "").strip()
+        if log:
+            with Path(log).open("a", encoding="utf-8") as out:
+                for claim in self._claims:
+                    out.write(json.dumps(asdict(claim), ensure_ascii=False) + "\n")
+        failed = [c for c in self._claims if not c.holds]
+        if failed:
+            raise AssertionError(
+                "claims that do not hold: "
+                + "; ".join(f"{c.key} ({c.text}): {c.value:.4f} not {OPERATORS[c.op]} {c.bound:.4f}" for c in failed)
+            )
+        print(f"all {len(self._claims)} claims hold")
