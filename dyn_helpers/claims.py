@@ -109,6 +109,8 @@ class Claims:
         if failed:
             raise AssertionError(
                 "claims that do not hold: "
-                + "; ".join(f"{c.key} ({c.text}): {c.value:.4f} not {OPERATORS[c.op]} {c.bound:.4f}" for c in failed)
+                + "; ".join(
+                    f"{c.key} ({c.text}): {c.value:.4f} not {OPERATORS[c.op]} {c.bound:.4f}" for c in failed
+                )
             )
         print(f"all {len(self._claims)} claims hold")
