@@ -170,6 +170,7 @@ def summarise(key: str, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         lengths = {len(v) for v in entry["values"]}
         if len(entry["skeletons"]) > 1 or len(lengths) > 1 or len(entry["values"]) < len(records):
             row["varies"] = True
+            row["skeletons"] = sorted(entry["skeletons"])
         else:
             row["skeleton"] = entry["skeletons"].pop()
             row["sd"] = [round(_sd(column), 6) for column in zip(*entry["values"], strict=True)]
@@ -192,7 +193,34 @@ def summarise(key: str, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
+def write_record(key: str, records: Sequence[Mapping[str, Any]]) -> None:
+    """Summarise one notebook's runs into its calibration record."""
+    ordered = sorted(records, key=lambda r: (r["setting"] != "default", r["setting"], r["seed"]))
+    CALIBRATION_DIR.mkdir(parents=True, exist_ok=True)
+    record_file(key).write_text(
+        json.dumps(summarise(key, ordered), indent=1, sort_keys=True, ensure_ascii=False) + "\n",
+        encoding="utf-8",
+    )
+
+
+def from_cache(paths: Sequence[str | os.PathLike[str]]) -> None:
+    """Rewrite the records of `paths` from their cached runs, whatever code made them.
+
+    For a change that leaves every value alone, such as a bound or a claim's sentence. The cache
+    must hold every planned run.
+    """
+    for path in paths:
+        key = runs.record_key(runs.check_notebook(path))
+        cached = [cache_file(key, seed, setting) for seed, setting in plan()]
+        missing = [c.name for c in cached if not c.exists()]
+        if missing:
+            raise ValueError(f"{key}: no cached runs {', '.join(missing)}; run the calibration")
+        write_record(key, [json.loads(c.read_text(encoding="utf-8")) for c in cached])
+    write_page()
+
+
 def record_file(key: str) -> Path:
+    """Where the calibration record of notebook `key` lives (notebook names are unique in the book)."""
     return CALIBRATION_DIR / (Path(key).stem + ".json")
 
 
@@ -234,33 +262,34 @@ def claim_problems(claims: Sequence[Mapping[str, Any]], record: Mapping[str, Any
     return problems
 
 
+def output_row(record: Mapping[str, Any], cell: int, field: str, index: int) -> dict[str, Any] | None:
+    """The calibration of one output (cell ordinal, field, index among that field's outputs), if any."""
+    for row in record.get("outputs", []):
+        if (row["cell"], row["field"], row["index"]) == (cell, field, index):
+            return dict(row)
+    return None
+
+
 def output_sds(
     record: Mapping[str, Any], cell: int, field: str, index: int, skeleton: str
 ) -> list[float] | None:
     """Calibrated standard deviations of one output's numbers; None if not calibrated or varying."""
-    for row in record.get("outputs", []):
-        if (row["cell"], row["field"], row["index"]) == (cell, field, index):
-            if row.get("varies") or row.get("skeleton") != skeleton:
-                return None
-            return list(row["sd"])
-    return None
+    row = output_row(record, cell, field, index)
+    if row is None or row.get("varies") or row.get("skeleton") != skeleton:
+        return None
+    return list(row["sd"])
 
 
 def output_problems(nb: nbformat.NotebookNode, record: Mapping[str, Any]) -> list[str]:
     """Stored outputs that the calibration does not cover (their structure changed since)."""
     problems = []
     for out in output_numbers(nb, sanitizer()):
-        rows = [
-            row
-            for row in record.get("outputs", [])
-            if (row["cell"], row["field"], row["index"]) == (out["cell"], out["field"], out["index"])
-        ]
-        if not rows:
-            problems.append(f"cell {out['cell']} ({out['field']} {out['index']}) has no calibration")
-        elif not rows[0].get("varies") and rows[0]["skeleton"] != out["skeleton"]:
-            problems.append(
-                f"cell {out['cell']} ({out['field']} {out['index']}) changed shape since calibration"
-            )
+        row = output_row(record, out["cell"], out["field"], out["index"])
+        where = f"cell {out['cell']} ({out['field']} {out['index']})"
+        if row is None:
+            problems.append(f"{where} has no calibration")
+        elif out["skeleton"] not in (row.get("skeletons") or [row.get("skeleton")]):
+            problems.append(f"{where} changed shape since calibration")
     return problems
 
 
@@ -347,13 +376,7 @@ def calibrate(paths: Sequence[str | os.PathLike[str]], jobs: int = 2) -> None:
             done[nb].append(record)
             print(f"{runs.record_key(nb)} seed {seed} {setting}: {record['wall_time_s']:.1f} s", flush=True)
             if len(done[nb]) == len(plan()):
-                key = runs.record_key(nb)
-                ordered = sorted(done[nb], key=lambda r: (r["setting"] != "default", r["setting"], r["seed"]))
-                CALIBRATION_DIR.mkdir(parents=True, exist_ok=True)
-                record_file(key).write_text(
-                    json.dumps(summarise(key, ordered), indent=1, sort_keys=True, ensure_ascii=False) + "\n",
-                    encoding="utf-8",
-                )
+                write_record(runs.record_key(nb), done[nb])
     write_page()
 
 
@@ -365,11 +388,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("notebooks", nargs="*", help="notebooks to calibrate (.ipynb)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2)")
     parser.add_argument("--page", action="store_true", help="only regenerate book/calibration.md")
+    parser.add_argument(
+        "--from-cache",
+        action="store_true",
+        help="rewrite the records from cached runs (after a change of bounds only)",
+    )
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
     if args.page or not args.notebooks:
         write_page()
+        return 0
+    if args.from_cache:
+        from_cache(args.notebooks)
         return 0
     calibrate(args.notebooks, args.jobs)
     return 0

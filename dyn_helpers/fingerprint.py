@@ -41,7 +41,7 @@ NUMERIC_ENV_VARS = (
 )
 
 
-def _imported_modules(source: str) -> set[str]:
+def _imported_modules(source: str, package_dir: Path) -> set[str]:
     """Names of `dyn_helpers` modules that `source` imports (`dyn_helpers.x` gives 'x')."""
     try:
         tree = ast.parse(source)
@@ -57,28 +57,29 @@ def _imported_modules(source: str) -> set[str]:
             continue
         for name in names:
             parts = name.split(".")
-            if parts[0] == PACKAGE and len(parts) > 1 and (PACKAGE_DIR / f"{parts[1]}.py").is_file():
+            if parts[0] == PACKAGE and len(parts) > 1 and (package_dir / f"{parts[1]}.py").is_file():
                 found.add(parts[1])
     return found
 
 
-def helper_modules(sources: Iterable[str], package_dir: Path = PACKAGE_DIR) -> list[str]:
+def helper_modules(sources: Iterable[str], package_dir: Path | None = None) -> list[str]:
     """The `dyn_helpers` modules that `sources` use, with everything those import, sorted.
 
     The package's `__init__` is always included: importing any module runs it.
     """
+    package_dir = PACKAGE_DIR if package_dir is None else package_dir
     todo: set[str] = set()
     for source in sources:
         if not isinstance(source, str):
             raise TypeError(f"expected source code as str, got {type(source).__name__}")
-        todo |= _imported_modules(source)
+        todo |= _imported_modules(source, package_dir)
     seen = {"__init__"}
     while todo:
         name = todo.pop()
         if name in seen:
             continue
         seen.add(name)
-        todo |= _imported_modules((package_dir / f"{name}.py").read_text(encoding="utf-8"))
+        todo |= _imported_modules((package_dir / f"{name}.py").read_text(encoding="utf-8"), package_dir)
     return sorted(seen)
 
 
