@@ -59,9 +59,10 @@ browser: setup
 lab: setup
 	$(BIN)/jupyter lab chapters
 
-# Re-execute every notebook in place, storing its outputs, and regenerate the status page.
+# Re-execute every notebook in place, two at a time, storing its outputs and fingerprints; regenerate
+# the status and calibration pages.
 notebooks: setup
-	$(BIN)/python -m dyn_helpers.runs $(NOTEBOOKS)
+	$(BIN)/python -m dyn_helpers.runs --jobs 2 $(NOTEBOOKS)
 	$(BIN)/python -m dyn_helpers.calibrate --page
 
 # Run each notebook under 12 base seeds and a second numeric setting (about an hour for the whole

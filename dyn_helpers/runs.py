@@ -16,6 +16,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -288,17 +289,29 @@ def write_status(runs_file: Path = RUNS_FILE, page: Path = STATUS_PAGE) -> None:
     page.write_text(render_status(load_json(runs_file), device_records(runs_file.parent)), encoding="utf-8")
 
 
-def run_notebooks(paths: Sequence[str | os.PathLike[str]]) -> dict[str, Any]:
-    """Execute `paths` in order, merge their records into the runs file, regenerate the status page."""
+def run_notebooks(paths: Sequence[str | os.PathLike[str]], jobs: int = 1) -> dict[str, Any]:
+    """Execute `paths`, `jobs` at a time, merge their records into the runs file, regenerate the status page.
+
+    With two jobs on two cores each notebook's recorded time includes the contention of the
+    other, as in `make test`, which also runs two notebooks at a time.
+    """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive int, got {jobs!r}")
     notebooks = [check_notebook(path) for path in paths]
-    keys = [record_key(notebook) for notebook in notebooks]
     runs = load_json(RUNS_FILE)
+    print(
+        f"running {len(notebooks)} notebooks, {jobs} at a time ({SEED_ENV_VAR}={default_seed()})", flush=True
+    )
     try:
-        for notebook, key in zip(notebooks, keys, strict=True):
-            print(f"running {key} ({SEED_ENV_VAR}={default_seed()}) ...", flush=True)
-            runs[key] = execute_notebook(notebook)
-            print(f"  {runs[key]['wall_time_s']:.1f} s", flush=True)
-            save_runs(runs)
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = {
+                pool.submit(execute_notebook, notebook): record_key(notebook) for notebook in notebooks
+            }
+            for future in as_completed(futures):
+                key = futures[future]
+                runs[key] = future.result()
+                print(f"  {key}: {runs[key]['wall_time_s']:.1f} s", flush=True)
+                save_runs(runs)
     finally:
         write_status()
     return runs
@@ -308,13 +321,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m dyn_helpers.runs", description=__doc__.split("\n")[0])
     parser.add_argument("notebooks", nargs="*", help="notebooks to execute in place (.ipynb)")
+    parser.add_argument("--jobs", type=int, default=1, help="notebooks at a time (default 1)")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
     for path in args.notebooks:
         try:
             check_notebook(path)
         except ValueError as err:
             parser.error(str(err))
-    run_notebooks(args.notebooks)
+    run_notebooks(args.notebooks, args.jobs)
     return 0
 
 

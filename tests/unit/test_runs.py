@@ -161,3 +161,9 @@ def test_the_command_line_rejects_a_missing_notebook_by_name(
         runs.main(["no_such_notebook.ipynb"])
     assert exit_info.value.code == 2
     assert "no_such_notebook.ipynb" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("jobs", [0, -1, 1.5, True])
+def test_the_number_of_jobs_must_be_a_positive_int(jobs) -> None:
+    with pytest.raises(ValueError, match="positive int"):
+        runs.run_notebooks([], jobs=jobs)
