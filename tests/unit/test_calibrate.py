@@ -54,8 +54,13 @@ def test_an_output_whose_shape_changes_with_the_seed_is_marked_as_varying() -> N
         "index": 0,
         "varies": True,
         "skeletons": ["depth #: #%", "width #: #%"],
+        "line_skeletons": ["depth #: #%", "width #: #%"],
     }
     assert calibrate.output_sds(record, 2, "stdout", 0, "depth #: #%") is None
+    row = record["outputs"][0]
+    assert calibrate.shape_seen(row, "depth 4: 97.1%", "width 8: 96.3%")
+    assert not calibrate.shape_seen(row, "depth 4: 97.1%", "height 8: 96.3%")
+    assert not calibrate.shape_seen(row, "depth 4: 97.1%", "depth 4: 97.1%\ndepth 2: 90.0%")
 
 
 def test_a_stored_output_of_a_shape_the_calibration_never_saw_is_a_problem() -> None:
