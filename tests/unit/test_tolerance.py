@@ -39,7 +39,7 @@ def test_a_stored_accuracy_moved_by_more_than_its_tolerance_fails() -> None:
 
 def test_a_number_that_never_varied_over_seeds_must_match_exactly() -> None:
     ok, _ = tolerance.compare(
-        "FLOPs 57,600, accuracy 97.20%", "FLOPs 57,601, accuracy 97.20%", [0.0, 0.3], 6.0
+        "FLOPs 57,600\naccuracy 97.20%", "FLOPs 57,601\naccuracy 97.20%", [0.0, 0.3], 6.0
     )
     assert not ok
 
@@ -76,6 +76,16 @@ def test_outputs_are_flattened_as_nbval_compares_them() -> None:
     ]
     flat = tolerance.flatten_outputs(outputs, lambda s: s.replace("3.2 s", "TIME"))
     assert flat == {"stdout": ["loss 0.5 in TIME\n"], "text/plain": ["<Figure>"]}
+
+
+def test_a_constant_number_beside_a_trained_one_is_a_discrete_outcome_reported_not_failed() -> None:
+    stored = "plans 1, accuracy 95.60%\nFLOPs 57,600"
+    ok, differences = tolerance.compare(
+        stored, "plans 2, accuracy 95.70%\nFLOPs 57,600", [0.0, 0.3, 0.0], 6.0
+    )
+    assert ok and differences[0].discrete and "discrete outcome" in str(differences[0])
+    ok, _ = tolerance.compare(stored, "plans 1, accuracy 95.70%\nFLOPs 57,601", [0.0, 0.3, 0.0], 6.0)
+    assert not ok
 
 
 def test_a_constant_number_beside_a_trained_one_is_a_discrete_outcome_reported_not_failed() -> None:
