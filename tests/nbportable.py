@@ -143,7 +143,7 @@ def pytest_terminal_summary(terminalreporter) -> None:
         for cell, note in sorted(entry["cells"].items(), key=lambda kv: int(kv[0].split()[-1])):
             verdict = "within tolerance" if note["ok"] else "BEYOND TOLERANCE"
             terminalreporter.write_line(
-                f"         {cell}: {len(note['differences'])} numbers differ, {verdict}"
+                f"         {cell}: {len(note['differences'])} differences noted, {verdict}"
             )
             for line in note["differences"][:8]:
                 terminalreporter.write_line(f"           {line}")

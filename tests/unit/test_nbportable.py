@@ -54,7 +54,9 @@ def tol() -> float:
 def test_on_another_platform_a_number_within_its_tolerance_passes(run_nbval) -> None:
     result = run_nbval(f"accuracy {97.20 + 0.5 * tol():.2f}%\n", OTHER)
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["*tolerant*stored on Another CPU*", "*1 differences noted, within tolerance*"])
+    result.stdout.fnmatch_lines(
+        ["*tolerant*stored on Another CPU*", "*1 differences noted, within tolerance*"]
+    )
 
 
 def test_on_another_platform_a_stored_accuracy_moved_beyond_its_tolerance_fails(run_nbval) -> None:
