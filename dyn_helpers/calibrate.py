@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 import os
+import re
 import statistics
 import sys
 from collections.abc import Mapping, Sequence
@@ -142,6 +143,34 @@ def _sd(values: Sequence[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def pooled_sds(skeleton: str, runs_values: Sequence[Sequence[float]]) -> list[float]:
+    """Each number's spread over the runs, pooled over the lines of the same shape.
+
+    Lines of one output that differ only in their numbers ("seed 0: ...", "seed 1: ...") print
+    the same quantity for other seeds or models, so the k-th number of each such line is pooled
+    (root mean square of their standard deviations); a number keeps its own spread where that is
+    larger. Sixteen runs alone underestimate the tails of a bounded quantity, such as an entropy
+    near its maximum.
+    """
+    own = [_sd(column) for column in zip(*runs_values, strict=True)]
+    line_of = [
+        skeleton.count("\n", 0, m.start()) for m in re.finditer(re.escape(tolerance.PLACEHOLDER), skeleton)
+    ]
+    lines = skeleton.split("\n")
+    groups: dict[tuple[str, int], list[int]] = {}
+    rank: dict[int, int] = {}
+    for i, line in enumerate(line_of):
+        rank[line] = rank.get(line, -1) + 1
+        groups.setdefault((lines[line], rank[line]), []).append(i)
+    pooled = list(own)
+    for members in groups.values():
+        if len(members) > 1:
+            rms = math.sqrt(statistics.fmean(own[i] ** 2 for i in members))
+            for i in members:
+                pooled[i] = max(own[i], rms)
+    return [round(sd, 6) for sd in pooled]
+
+
 def summarise(key: str, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The calibration record of one notebook from its runs."""
     if not records:
@@ -174,7 +203,7 @@ def summarise(key: str, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             row["line_skeletons"] = sorted({line for sk in entry["skeletons"] for line in sk.split("\n")})
         else:
             row["skeleton"] = entry["skeletons"].pop()
-            row["sd"] = [round(_sd(column), 6) for column in zip(*entry["values"], strict=True)]
+            row["sd"] = pooled_sds(row["skeleton"], entry["values"])
         table.append(row)
     first = records[0]
     errors = [f"seed {r['seed']} {r['setting']}, {e}" for r in records for e in r.get("errors", [])]

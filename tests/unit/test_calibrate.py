@@ -105,3 +105,13 @@ def test_stored_outputs_are_read_as_nbval_compares_them() -> None:
     assert found == [
         {"cell": 0, "field": "stdout", "index": 0, "skeleton": "depth #: #% in TIME\n", "values": [4.0, 97.2]}
     ]
+
+
+def test_spreads_are_pooled_over_lines_of_the_same_shape() -> None:
+    skeleton = "seed #: entropy #\nseed #: entropy #\ntotal #"
+    runs = [[0, 2.99, 1, 2.99, 5.0], [0, 2.93, 1, 2.99, 5.0], [0, 2.99, 1, 2.99, 5.0]]
+    sds = calibrate.pooled_sds(skeleton, runs)
+    own = 0.034641
+    assert sds[1] == pytest.approx(own, abs=1e-6)
+    assert sds[3] == pytest.approx(own / math.sqrt(2), abs=1e-6)
+    assert sds[0] == sds[2] == sds[4] == 0.0
