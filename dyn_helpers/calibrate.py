@@ -61,8 +61,6 @@ def plan(
 
 def sanitizer(path: Path = SANITIZE_FILE):
     """The sanitize function nbval applies with `--nbval-sanitize-with path`."""
-    import re
-
     patterns = get_sanitize_patterns(path.read_text(encoding="utf-8"))
 
     def sanitize(text: str) -> str:
