@@ -169,8 +169,8 @@ def pooled_sds(skeleton: str, runs_values: Sequence[Sequence[float]]) -> list[fl
     return [round(sd, 6) for sd in pooled]
 
 
-def summarise(key: str, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The calibration record of one notebook from its runs."""
+def summarise(key: str, records: Sequence[Mapping[str, Any]], date: str | None = None) -> dict[str, Any]:
+    """The calibration record of one notebook from its runs, finished at `date` (ISO 8601; default now)."""
     if not records:
         raise ValueError(f"no calibration runs for {key}")
     claims: dict[str, dict[str, Any]] = {}
@@ -208,7 +208,7 @@ def summarise(key: str, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {
         "notebook": key,
         "errors": errors,
-        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "date": date or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "platform": fingerprint.platform_fingerprint(),
         "runs": [{k: r[k] for k in ("seed", "setting", "wall_time_s")} for r in records],
         "settings": {name: SETTINGS[name] for name in sorted({r["setting"] for r in records})},
@@ -221,12 +221,12 @@ def summarise(key: str, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def write_record(key: str, records: Sequence[Mapping[str, Any]]) -> None:
-    """Summarise one notebook's runs into its calibration record."""
+def write_record(key: str, records: Sequence[Mapping[str, Any]], date: str | None = None) -> None:
+    """Summarise one notebook's runs, finished at `date` (default now), into its calibration record."""
     ordered = sorted(records, key=lambda r: (r["setting"] != "default", r["setting"], r["seed"]))
     CALIBRATION_DIR.mkdir(parents=True, exist_ok=True)
     record_file(key).write_text(
-        json.dumps(summarise(key, ordered), indent=1, sort_keys=True, ensure_ascii=False) + "\n",
+        json.dumps(summarise(key, ordered, date), indent=1, sort_keys=True, ensure_ascii=False) + "\n",
         encoding="utf-8",
     )
 
@@ -243,7 +243,12 @@ def from_cache(paths: Sequence[str | os.PathLike[str]]) -> None:
         missing = [c.name for c in cached if not c.exists()]
         if missing:
             raise ValueError(f"{key}: no cached runs {', '.join(missing)}; run the calibration")
-        write_record(key, [json.loads(c.read_text(encoding="utf-8")) for c in cached])
+        finished = datetime.fromtimestamp(max(c.stat().st_mtime for c in cached), UTC)
+        write_record(
+            key,
+            [json.loads(c.read_text(encoding="utf-8")) for c in cached],
+            finished.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
     write_page()
 
 
@@ -378,7 +383,7 @@ def render_page(notebooks: Mapping[str, nbformat.NotebookNode]) -> str:
         n = len(record["runs"])
         wall = sum(r["wall_time_s"] for r in record["runs"])
         lines += [
-            f"{n} runs, {wall / 60:.0f} min of one core, {runs._display_date(record['date'])},"
+            f"{n} runs, {wall / 60:.0f} min of one core, finished {runs._display_date(record['date'])},"
             f" {fingerprint.describe_platform(record['platform'])}.",
             "",
             "| Claim | Bound | Mean ± sd | Range | Margin (sd) |",
