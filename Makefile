@@ -10,7 +10,7 @@ OTHER_SEEDS ?= 1 2
 PYTEST_NB := PYTHONPATH=tests $(BIN)/python -m pytest -p nbtiming -p nbportable -n 2 --dist loadfile
 export OMP_NUM_THREADS := 1
 
-.PHONY: setup book test lint freshness unit nbval seeds build browser lab notebooks calibrate calibration-page bench lock clean
+.PHONY: setup book test lint anatomy freshness unit nbval seeds build browser lab notebooks calibrate calibration-page bench lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,13 +27,18 @@ book: setup build
 build: setup
 	$(BIN)/jupyter-book build --warningiserror --nitpick --keep-going --builder html .
 
-test: setup lint freshness unit nbval seeds build browser
+test: setup lint anatomy freshness unit nbval seeds build browser
 	@echo "All checks passed."
 
 lint: setup
-	$(BIN)/ruff check dyn_helpers tests chapters
+	$(BIN)/ruff check dyn_helpers tests chapters book/templates
 	$(BIN)/ruff format --check dyn_helpers tests
-	$(BIN)/ruff format --check --line-length 88 chapters
+	$(BIN)/ruff format --check --line-length 88 chapters book/templates
+
+# Every notebook has the book's anatomy (book/adding_a_chapter.md), and so does a chapter made from
+# book/templates/chapter.ipynb, which is also run (seconds).
+anatomy: setup
+	$(BIN)/python -m pytest tests/test_anatomy.py
 
 # In seconds: stored outputs belong to the current code; every claim is calibrated with its margin.
 freshness: setup
