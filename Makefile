@@ -67,20 +67,20 @@ lab: setup
 # Re-execute every notebook in place, two at a time, storing its outputs and fingerprints; regenerate
 # the status and calibration pages.
 notebooks: setup
-	$(BIN)/python -m dyn_helpers.runs --jobs 2 $(NOTEBOOKS)
-	$(BIN)/python -m dyn_helpers.calibrate --page
+	$(BIN)/python -m dyn_helpers.tools.runs --jobs 2 $(NOTEBOOKS)
+	$(BIN)/python -m dyn_helpers.tools.calibrate --page
 
 # Run each notebook under 12 base seeds and a second numeric setting (about an hour for the whole
 # book on 2 cores); writes book/results/calibration/ and book/calibration.md.
 calibrate: setup
-	$(BIN)/python -m dyn_helpers.calibrate $(NOTEBOOKS)
+	$(BIN)/python -m dyn_helpers.tools.calibrate $(NOTEBOOKS)
 
 calibration-page: setup
-	$(BIN)/python -m dyn_helpers.calibrate --page
+	$(BIN)/python -m dyn_helpers.tools.calibrate --page
 
 # The GPU-timed suite: writes one record for the device at hand to book/results/.
 bench: setup
-	$(BIN)/python -m dyn_helpers.bench
+	$(BIN)/python -m dyn_helpers.tools.bench
 
 lock:
 	head -n 2 requirements.lock > requirements.lock.new

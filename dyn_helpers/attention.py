@@ -10,7 +10,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from dyn_helpers.early_exit import ExitHead, conv_stack
+from dyn_helpers.early_exit import ExitHead, StaticCNN, conv_stack
+from dyn_helpers.measure import TimingCase, timing_cases
 
 ATTENTIONS = ("se", "spatial")
 
@@ -106,3 +107,16 @@ def rescaled_weight(weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     if scale.dim() != 2 or scale.shape[1] != weight.shape[0]:
         raise ValueError(f"scale must have shape (batch, {weight.shape[0]}), got {tuple(scale.shape)}")
     return weight[None] * scale[:, :, None, None]
+
+
+@timing_cases("feature_attention")
+def _timing_cases(device: torch.device) -> dict[str, TimingCase]:
+    """Squeeze-and-excitation and spatial attention CNNs of width 16, and static CNNs of widths 16 and 17."""
+    x = torch.randn(256, 1, 40)
+    models = {
+        "static_width_16": StaticCNN(4, widths=(16,) * 4),
+        "static_width_17": StaticCNN(4, widths=(17,) * 4),
+        "squeeze_excitation": AttentionCNN("se", (16,) * 4),
+        "spatial_attention": AttentionCNN("spatial", (16,) * 4),
+    }
+    return {name: TimingCase(model.to(device).eval(), x) for name, model in models.items()}

@@ -12,6 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dyn_helpers.early_exit import StaticCNN
+from dyn_helpers.measure import TimingCase, timing_cases
+
 
 def _check_keep(keep: float) -> None:
     if isinstance(keep, bool) or not isinstance(keep, int | float) or not 0.0 < keep <= 1.0:
@@ -32,7 +35,7 @@ def top_k_gate(saliency: torch.Tensor, k: int) -> torch.Tensor:
 class GatedConvBlock(nn.Module):
     """Conv1d -> BatchNorm1d -> scale by the top-k saliency gate -> ReLU.
 
-    The saliency is g(x) = ReLU(W mean_t |x_t| + b), one value per output channel; the gate
+    The saliency is g(x) = ReLU(W mean_t abs(x_t) + b), one value per output channel; the gate
     keeps the `k = round(keep * c_out)` largest. With `gated=False` every channel is kept
     with gate 1, which is the plain `conv_block`.
     """
@@ -65,7 +68,7 @@ class GatedConvBlock(nn.Module):
 
 
 class ChannelGatedCNN(nn.Module):
-    """A stack of `GatedConvBlock`s and a linear classifier on the flattened features.
+    """A stack of `GatedConvBlock` layers and a linear classifier on the flattened features.
 
     `gate_first=False` leaves the first block ungated (its input has a single channel, so
     there is little for a predictor to see and nothing to save on the input side).
@@ -122,7 +125,7 @@ class ChannelGatedCNN(nn.Module):
         for block in self.blocks:
             if block.saliency is None:
                 keep = torch.arange(block.bn.num_features)
-                scale = torch.ones(len(keep))
+                scale = torch.ones(len(keep), device=x.device)
             else:
                 pooled = x.abs().mean(dim=2)
                 saliency = F.relu(F.linear(pooled, block.saliency.weight[:, active], block.saliency.bias))[0]
@@ -152,3 +155,18 @@ def channel_usage(model: ChannelGatedCNN, x: torch.Tensor) -> list[torch.Tensor]
     model.eval()
     with torch.no_grad():
         return [gate > 0 for gate in model.forward_with_gates(x)[1]]
+
+
+@timing_cases("channel_gating")
+def _timing_cases(device: torch.device) -> dict[str, TimingCase]:
+    """Executed paths keeping 1/2 and 3/4 of 32 channels, the first also run densely; static widths 16, 32."""
+    x = torch.randn(256, 1, 40)
+    half, three_quarters = (ChannelGatedCNN((32,) * 4, keep).to(device).eval() for keep in (0.5, 0.75))
+    static = {width: StaticCNN(4, widths=(width,) * 4).to(device).eval() for width in (16, 32)}
+    return {
+        "gated_half_executed": TimingCase(half.forward_executed, x[:64], batch_sizes=(1,)),
+        "gated_3_4_executed": TimingCase(three_quarters.forward_executed, x[:64], batch_sizes=(1,)),
+        "gated_half_dense": TimingCase(half, x),
+        "static_width_16": TimingCase(static[16], x),
+        "static_width_32": TimingCase(static[32], x),
+    }

@@ -9,7 +9,7 @@ Every notebook ends with a cell such as::
 
 `check` prints the claims as a table and raises `AssertionError` naming every claim that fails.
 Each claim has a short key that stays fixed while its bound is tuned: the calibration over many
-seeds (`python -m dyn_helpers.calibrate`, `make calibrate`) finds claims by notebook and key.
+seeds (`python -m dyn_helpers.tools.calibrate`, `make calibrate`) finds claims by notebook and key.
 With `DYN_HELPERS_CLAIMS_LOG` set to a file path, `check` also appends one JSON line per claim
 to that file, which is how the calibration reads the values.
 """

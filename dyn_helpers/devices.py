@@ -1,6 +1,8 @@
-"""Devices: resolve a device name and describe the hardware behind it."""
+"""Devices: resolve a device name, describe the hardware behind it, and stamp what measured."""
 
+import os
 import platform
+from datetime import UTC, datetime
 
 import torch
 
@@ -49,3 +51,22 @@ def cpu_model_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def provenance(device: str | torch.device | None = "cpu") -> dict:
+    """What produced a measurement: the device and its name, the host's CPU, cores and operating
+    system, the Python, torch and CUDA versions, and the date (UTC). The one provenance stamp of
+    the book: run records, GPU timing records and calibration records all carry it.
+    """
+    resolved = resolve_device(device)
+    return {
+        "device": str(resolved),
+        "device_name": device_name(resolved),
+        "cpu": cpu_model_name(),
+        "cores": os.cpu_count() or 0,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if resolved.type == "cuda" else None,
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }

@@ -1,6 +1,7 @@
 """Dynamic parameters: weights that depend on the input. Taught in chapter 2.
 
-`CondConv1d` mixes K kernels per input with a routing function (dynamic_convolution.ipynb);
+`CondConv1d` mixes n kernels per input with softmax routing, as DynamicConv does (the name is
+CondConv's, whose sigmoid routing weights do not sum to one; dynamic_convolution.ipynb);
 `DynamicFilterConv2d` predicts a layer's filters from the input and `DeformableConv2d` moves
 its sampling points with predicted offsets (weight_prediction.ipynb). `FlopCounterMode` does
 not count `grid_sample`; `flops_with_sampling` adds the sampling work explicitly.
@@ -13,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dyn_helpers.early_exit import ExitHead, conv_block
-from dyn_helpers.measure import count_flops
+from dyn_helpers.early_exit import ExitHead, StaticCNN, conv_block
+from dyn_helpers.measure import TimingCase, count_flops, timing_cases
 
 # Explicit cost of bilinear sampling (FlopCounterMode does not count grid_sample): per sampling
 # point, the fractional parts and the four corner weights; per sampled value (each channel),
@@ -30,7 +31,7 @@ def _check_positive(**sizes: int) -> None:
 
 
 class CondConv1d(nn.Module):
-    """K kernels mixed per input: W(x) = sum_k r_k(x) W_k, r(x) = softmax(A mean(x) / T).
+    """n kernels mixed per input: W(x) = sum_i alpha_i(x) W_i, alpha(x) = softmax(A mean(x) / T).
 
     The mixed kernel is applied as one grouped convolution (one group per sample), so an
     input pays for one convolution plus the routing and the mixing.
@@ -185,7 +186,7 @@ class DeformableConv2d(nn.Module):
         """Sample the input at the shifted taps, then one matrix product with the weights."""
         batch, c_in, height, width = x.shape
         points = self.sampling_points(x)
-        scale = torch.tensor([height - 1, width - 1], dtype=x.dtype).clamp(min=1)
+        scale = torch.tensor([height - 1, width - 1], dtype=x.dtype, device=x.device).clamp(min=1)
         grid = (2 * points / scale - 1).flip(-1)  # grid_sample wants (x, y) in [-1, 1]
         grid = grid.view(batch, -1, width, 2)  # (batch, k*k*H, W, 2)
         sampled = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
@@ -260,3 +261,25 @@ class DigitCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (batch, n_classes) for images (batch, 1, size, size)."""
         return self.head(self.features(x).flatten(1))
+
+
+@timing_cases("dynamic_convolution")
+def _dynamic_convolution_timing_cases(device: torch.device) -> dict[str, TimingCase]:
+    """CondConv CNNs of widths 8 and 16 (4 kernels) and their static twins, the notebook's widths 9 and 17."""
+    x = torch.randn(256, 1, 40)
+    cases = {}
+    for width, twin in ((8, 9), (16, 17)):  # twin: the narrowest static CNN with at least CondConv's FLOPs
+        cases[f"condconv_width_{width}"] = TimingCase(CondConvCNN(width, n_kernels=4).to(device).eval(), x)
+        cases[f"static_width_{twin}"] = TimingCase(StaticCNN(4, (twin,) * 4).to(device).eval(), x)
+    return cases
+
+
+@timing_cases("weight_prediction")
+def _weight_prediction_timing_cases(device: torch.device) -> dict[str, TimingCase]:
+    """Width-12 digit CNNs with each middle layer, and the notebook's plain twins of widths 19 and 14."""
+    x = torch.randn(256, 1, 16, 16)
+    # 19 and 14: the narrowest plain CNNs with at least the deformable and the dynamic-filter CNN's FLOPs
+    widths = {"plain_width_12": 12, "plain_width_19": 19, "plain_width_14": 14}
+    models = {name: DigitCNN(width) for name, width in widths.items()}
+    models |= {f"{m.replace(' ', '_')}_width_12": DigitCNN(12, m) for m in ("deformable", "dynamic filter")}
+    return {name: TimingCase(model.to(device).eval(), x) for name, model in models.items()}

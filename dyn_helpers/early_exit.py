@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dyn_helpers.measure import count_flops
+from dyn_helpers.measure import TimingCase, count_flops, timing_cases
 
 # The architecture the early-exiting chapter and the timing suite use (input: 1 x 40, mnist1d).
 BOOK_ARCHITECTURE = {"widths": (48, 48, 48, 48), "n_classes": 10, "length": 40, "kernel_size": 5}
@@ -37,7 +37,7 @@ class ExitHead(nn.Linear):
 
 
 def conv_stack(widths: Sequence[int], kernel_size: int = 5) -> nn.ModuleList:
-    """`conv_block`s with the given output widths, each reading the previous one (the input has 1 channel)."""
+    """`conv_block` layers with the given output widths, each reading the previous one (the input has 1 channel)."""
     if len(widths) < 1 or any(int(w) < 1 for w in widths):
         raise ValueError(f"widths must be a non-empty sequence of positive ints, got {list(widths)}")
     c_in = [1, *(int(w) for w in widths[:-1])]
@@ -188,3 +188,23 @@ def early_exit_predictions(logits: Sequence[torch.Tensor], exits: torch.Tensor) 
     """The class each sample gets from the exit it stopped at (`exits` is 1-based)."""
     stacked = torch.stack(list(logits))  # (n_exits, N, classes)
     return stacked[exits - 1, torch.arange(stacked.shape[1])].argmax(dim=-1)
+
+
+@timing_cases("early_exiting")
+def _timing_cases(device: torch.device) -> dict[str, TimingCase]:
+    """Static CNNs of every depth, and the early-exit CNN at its cheapest and dearest path.
+
+    Threshold 0 answers at the first exit, threshold 1 runs every block and every exit; a
+    trained model's average latency lies between, weighted by its exit distribution.
+    """
+    x = torch.randn(256, 1, BOOK_ARCHITECTURE["length"])
+    multi = MultiExitCNN(**BOOK_ARCHITECTURE).to(device).eval()
+    cases = {
+        f"static_depth_{depth}": TimingCase(StaticCNN(depth, **BOOK_ARCHITECTURE).to(device).eval(), x)
+        for depth in range(1, multi.depth + 1)
+    }
+    for threshold, name in ((0.0, "first_exit"), (1.0, "all_exits")):
+        cases[f"early_exit_{name}"] = TimingCase(
+            lambda xb, t=threshold: multi.forward_early_exit(xb, t)[0], x[:64], batch_sizes=(1,)
+        )
+    return cases

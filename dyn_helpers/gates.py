@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dyn_helpers.early_exit import ExitHead, conv_block
+from dyn_helpers.measure import TimingCase, timing_cases
 
 ESTIMATORS = ("straight_through", "gumbel", "reinforce")
 
@@ -239,12 +240,30 @@ def expected_usage(probs: torch.Tensor) -> torch.Tensor:
 
 
 def target_rate_loss(rates: torch.Tensor, target: float) -> torch.Tensor:
-    """ConvNet-AIG's target-rate loss: the mean over gates of (batch-mean rate of gate l - target)^2.
+    """The target-rate loss: the mean over gates of (batch-mean rate of gate l - target)^2.
 
-    `rates` has shape (batch, n_gates): gate probabilities or decisions, each in [0, 1].
+    `rates` has shape (batch, n_gates), each in [0, 1]. ConvNet-AIG applies it to the hard
+    straight-through decisions; the book applies it to the gate probabilities, a variant whose
+    expectation lacks the decisions' variance term sum p(1 - p) (taught in layer_skipping.ipynb).
     """
     _check_target(target)
     _check_probs(rates, "rates")
     if rates.dim() != 2:
         raise ValueError(f"rates must have shape (batch, n_gates), got {tuple(rates.shape)}")
     return ((rates.mean(dim=0) - target) ** 2).mean()
+
+
+@timing_cases("efficiency_losses")
+def _timing_cases(device: torch.device) -> dict[str, TimingCase]:
+    """The gated CNN with every gate open and every gate shut, and the static CNNs of 0 and 4 blocks."""
+    x = torch.randn(256, 1, 40)
+    gated_open, gated_shut = (GatedResidualCNN(4, 16, estimator="gumbel") for _ in range(2))
+    for gate in gated_shut.gates:  # a new gate's weights are 0: its bias alone decides, for every input
+        nn.init.constant_(gate.logit.bias, -2.0)
+    models = {
+        "gated_all_blocks": gated_open,
+        "gated_no_blocks": gated_shut,
+        "static_0_blocks": GatedResidualCNN(0, 16, estimator=None),
+        "static_4_blocks": GatedResidualCNN(4, 16, estimator=None),
+    }
+    return {name: TimingCase(model.to(device).eval(), x) for name, model in models.items()}

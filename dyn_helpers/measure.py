@@ -15,13 +15,14 @@ from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
 from dyn_helpers.devices import device_name, resolve_device
+from dyn_helpers.outputs import ModelOutput
 
 
 def _check_output(output: object) -> None:
     first = output[0] if isinstance(output, tuple | list) and output else output
-    if not isinstance(first, torch.Tensor):
+    if not isinstance(first, torch.Tensor | ModelOutput):
         raise TypeError(
-            f"the model must return a tensor (or a tuple/list starting with one), got {type(output).__name__}"
+            f"the model must return its logits or a ModelOutput (dyn_helpers.outputs), got {type(output).__name__}"
         )
 
 
@@ -196,3 +197,43 @@ def _cuda_times(run: Callable[[], None], *, warmup: int, min_run_time: float) ->
         torch.cuda.synchronize()
         times.append(start.elapsed_time(end) / 1000.0)
     return np.asarray(times)
+
+
+@dataclass(frozen=True)
+class TimingCase:
+    """One model timed by the GPU suite: `fn` on the batches of `inputs`, at each batch size."""
+
+    fn: Callable[[torch.Tensor], object]
+    inputs: torch.Tensor
+    batch_sizes: tuple[int, ...] = (1, 256)
+
+    def __post_init__(self) -> None:
+        if not callable(self.fn):
+            raise TypeError(f"fn must be callable, got {type(self.fn).__name__}")
+        if not isinstance(self.inputs, torch.Tensor):
+            raise TypeError(f"inputs must be a tensor, got {type(self.inputs).__name__}")
+        if not self.batch_sizes or any(b < 1 or b > len(self.inputs) for b in self.batch_sizes):
+            raise ValueError(f"batch sizes must lie in 1..{len(self.inputs)}, got {self.batch_sizes}")
+
+
+TimingCases = Callable[[torch.device], Mapping[str, TimingCase]]
+TIMING_CASES: dict[str, TimingCases] = {}
+
+
+def timing_cases(chapter: str) -> Callable[[TimingCases], TimingCases]:
+    """Register `build(device) -> {case name: TimingCase}` as the GPU-suite cases of a chapter.
+
+    `chapter` is the notebook's file name without `.ipynb`; its GPU section lists the records of
+    cases named `<chapter>/<case name>`. `python -m dyn_helpers.tools.bench` runs every registered
+    case on the device at hand.
+    """
+    if not isinstance(chapter, str) or not chapter.isidentifier():
+        raise ValueError(f"chapter must be a notebook's file name without .ipynb, got {chapter!r}")
+
+    def register(build: TimingCases) -> TimingCases:
+        if chapter in TIMING_CASES:
+            raise ValueError(f"timing cases for {chapter!r} are already registered")
+        TIMING_CASES[chapter] = build
+        return build
+
+    return register

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dyn_helpers.early_exit import conv_block
+from dyn_helpers.measure import TimingCase, timing_cases
 
 
 class Routing(NamedTuple):
@@ -244,3 +245,16 @@ def load_cv(load: torch.Tensor) -> float:
         raise ValueError("load must be a 1-D tensor with one entry per expert (at least 2)")
     load = load.double()
     return float(load.std(unbiased=False) / load.mean())
+
+
+@timing_cases("mixture_of_experts")
+def _timing_cases(device: torch.device) -> dict[str, TimingCase]:
+    """Top-1 and top-2 routing over 8 experts, and the dense twins of 32 and 64 hidden units."""
+    x = torch.randn(256, 1, 40)
+    models = {
+        "moe_top_1": MoEClassifier(8, 1),
+        "moe_top_2": MoEClassifier(8, 2),
+        "dense_32_hidden": DenseClassifier(d_hidden=32),
+        "dense_64_hidden": DenseClassifier(d_hidden=64),
+    }
+    return {name: TimingCase(model.to(device).eval(), x) for name, model in models.items()}

@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dyn_helpers.gates import GatedResidualCNN
+from dyn_helpers.measure import TimingCase, timing_cases
+from dyn_helpers.skipping import SubsetCNN
 
 
 def _check_positive_int(value: object, name: str) -> None:
@@ -139,3 +141,32 @@ def distinct_plans(decisions: torch.Tensor) -> int:
     if not isinstance(decisions, torch.Tensor) or decisions.dim() != 2:
         raise ValueError("decisions must be a 2-D tensor (inputs, blocks)")
     return len(torch.unique(decisions.round().to(torch.int64), dim=0))
+
+
+@timing_cases("blockdrop")
+def _blockdrop_timing_cases(device: torch.device) -> dict[str, TimingCase]:
+    """The policy-driven CNN keeping every block and none, and the backbone's first 3 and all 4 blocks."""
+    x = torch.randn(256, 1, 40)
+    backbone = GatedResidualCNN(4, 16, estimator=None)
+    models = {  # a new policy gives every block the logit 2, whatever the input
+        "policy_all_blocks": PolicyDrivenCNN(backbone, PolicyNetwork(4)),
+        "policy_no_blocks": PolicyDrivenCNN(backbone, PolicyNetwork(4), threshold_logit=3.0),
+        "static_3_blocks": SubsetCNN(backbone, range(3)),
+        "static_4_blocks": SubsetCNN(backbone, range(4)),
+    }
+    return {name: TimingCase(model.to(device).eval(), x) for name, model in models.items()}
+
+
+@timing_cases("policy_vs_gates")
+def _policy_vs_gates_timing_cases(device: torch.device) -> dict[str, TimingCase]:
+    """The policy network and the four gates alone, as the notebook times them, and the static backbone."""
+    rows = torch.randn(256, 40 + 16)  # per input: the raw sequence, then the pooled features a gate reads
+    policy = PolicyNetwork(4).to(device).eval()
+    gates = GatedResidualCNN(4, 16, estimator="gumbel").gates.to(device).eval()
+    return {
+        "policy_network": TimingCase(lambda row: policy(row[:, None, :40]), rows),
+        "four_gates": TimingCase(lambda row: torch.stack([gate(row[:, 40:]).prob for gate in gates]), rows),
+        "static_4_blocks": TimingCase(
+            GatedResidualCNN(4, 16, estimator=None).to(device).eval(), torch.randn(256, 1, 40)
+        ),
+    }

@@ -15,6 +15,7 @@ from torch import nn
 
 from dyn_helpers.data import Split
 from dyn_helpers.gates import GatedResidualCNN
+from dyn_helpers.measure import TimingCase, timing_cases
 from dyn_helpers.stats import entropy_bits, mutual_information_bits
 
 
@@ -168,3 +169,19 @@ def plan_class_dependence(
 
     bound = min(entropy_bits(class_ids), entropy_bits(plan_ids))
     return DependenceTest(observed, bound, (1 + exceed) / (1 + n_permutations))
+
+
+@timing_cases("layer_skipping")
+def _timing_cases(device: torch.device) -> dict[str, TimingCase]:
+    """The gated CNN with every gate open and every gate shut, and the static CNNs of 3 and 4 blocks."""
+    x = torch.randn(256, 1, 40)
+    gated_open, gated_shut = (GatedResidualCNN(4, 32, estimator="gumbel") for _ in range(2))
+    for gate in gated_shut.gates:  # a new gate's weights are 0: its bias alone decides, for every input
+        nn.init.constant_(gate.logit.bias, -2.0)
+    models = {
+        "gated_all_blocks": gated_open,
+        "gated_no_blocks": gated_shut,
+        "static_3_blocks": GatedResidualCNN(3, 32, estimator=None),
+        "static_4_blocks": GatedResidualCNN(4, 32, estimator=None),
+    }
+    return {name: TimingCase(model.to(device).eval(), x) for name, model in models.items()}

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from dyn_helpers.data import Split
 from dyn_helpers.devices import resolve_device
+from dyn_helpers.outputs import ModelOutput, concat, logits_of
 
 LossFn = Callable[[object, torch.Tensor], torch.Tensor]
 
@@ -21,6 +22,11 @@ LossFn = Callable[[object, torch.Tensor], torch.Tensor]
 def _check_split(split: Split, name: str) -> None:
     if not isinstance(split, Split):
         raise TypeError(f"{name} must be a dyn_helpers.data.Split, got {type(split).__name__}")
+
+
+def cross_entropy(output: torch.Tensor | ModelOutput, y: torch.Tensor) -> torch.Tensor:
+    """The default training loss: cross-entropy of any model's logits."""
+    return F.cross_entropy(logits_of(output), y)
 
 
 def fit(
@@ -38,8 +44,9 @@ def fit(
 ) -> list[float]:
     """Train `model` with Adam and a one-cycle learning-rate schedule peaking at `lr`; return each epoch's mean loss.
 
-    `loss_fn(output, y)` defaults to cross-entropy on a tensor output; a multi-exit model
-    passes its own (for example the summed loss over exits). The data order and any
+    `loss_fn(output, y)` receives the model's output as it is (logits or a `ModelOutput`) and
+    defaults to the cross-entropy of its logits; a dynamic model's loss adds its own terms
+    (the summed loss over exits, a cost penalty). The data order and any
     randomness inside the model follow `seed`.
     """
     _check_split(train, "train")
@@ -49,7 +56,7 @@ def fit(
         raise ValueError(f"lr must be positive, got {lr}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    loss_fn = loss_fn or F.cross_entropy
+    loss_fn = loss_fn or cross_entropy
     dev = resolve_device(device)
     model.to(dev).train()
     torch.manual_seed(seed)
@@ -80,10 +87,10 @@ def fit(
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> object:
-    """The model's output on `x` in evaluation mode, computed in batches and concatenated.
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor | ModelOutput:
+    """The model's output on `x` in evaluation mode, computed in batches, joined, on the CPU.
 
-    A model that returns a list of tensors (one per exit) gets a list of concatenated tensors.
+    Logits for a static model, a `ModelOutput` for a dynamic one (`dyn_helpers.outputs`).
     """
     if not isinstance(x, torch.Tensor) or len(x) == 0:
         raise ValueError("x must be a non-empty tensor of inputs")
@@ -91,20 +98,16 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> object:
     device = next(model.parameters()).device
     outputs = [model(batch.to(device)) for batch in torch.split(x, batch_size)]
     first = outputs[0]
-    if isinstance(first, torch.Tensor):
-        return torch.cat(outputs).cpu()
     if isinstance(first, list | tuple) and first and all(isinstance(t, torch.Tensor) for t in first):
         return [torch.cat(parts).cpu() for parts in zip(*outputs, strict=True)]
-    raise TypeError(f"the model must return a tensor or a list of tensors, got {type(first).__name__}")
+    joined = concat(outputs)
+    return joined.cpu() if isinstance(joined, torch.Tensor) else joined.detach()
 
 
 def evaluate(model: nn.Module, split: Split) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy (a fraction in [0, 1]) of a single-output model on `split`."""
+    """Mean cross-entropy and accuracy (a fraction in [0, 1]) of any model's logits on `split`."""
     _check_split(split, "split")
-    logits = predict(model, split.x)
-    if not isinstance(logits, torch.Tensor):
-        raise TypeError("evaluate needs a model with one output; evaluate each exit's logits instead")
-    return loss_and_accuracy(logits, split.y)
+    return loss_and_accuracy(logits_of(predict(model, split.x)), split.y)
 
 
 def loss_and_accuracy(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:

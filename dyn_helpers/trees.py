@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dyn_helpers.measure import TimingCase, timing_cases
+
 
 class SoftDecisionTree(nn.Module):
     """A complete binary tree of `depth` levels of sigmoid routers with a learned class distribution per leaf.
@@ -108,3 +110,20 @@ def leaf_path(leaf: int, depth: int) -> list[int]:
         path.append(node)
         node = (node - 1) // 2
     return [0, *reversed(path)]
+
+
+@timing_cases("routing_trees")
+def _timing_cases(device: torch.device) -> dict[str, TimingCase]:
+    """The depth-4 soft tree and its hard routing, and the notebook's three static models."""
+    x = torch.randn(256, 1, 8, 8)
+    tree = SoftDecisionTree(64, 10, 4).to(device).eval()
+    static = {
+        "static_linear_pooled": nn.Sequential(nn.AvgPool2d(2), nn.Flatten(), nn.Linear(16, 10)),
+        "static_mlp_64_3_10": nn.Sequential(nn.Flatten(), nn.Linear(64, 3), nn.ReLU(), nn.Linear(3, 10)),
+        "static_linear_64": nn.Sequential(nn.Flatten(), nn.Linear(64, 10)),
+    }
+    return {
+        "soft_tree": TimingCase(tree, x),
+        "hard_routing": TimingCase(tree.forward_hard, x),
+        **{name: TimingCase(model.to(device).eval(), x) for name, model in static.items()},
+    }

@@ -1,13 +1,13 @@
 """pytest plugin: nbval's output comparison, strict where the platform matches, tolerant elsewhere.
 
 Loaded with `-p nbportable` (tests/ on PYTHONPATH) beside `--nbval`. For each notebook it reads
-the platform fingerprint that `make notebooks` stored (`dyn_helpers.fingerprint`):
+the platform fingerprint that `make notebooks` stored (`dyn_helpers.tools.fingerprint`):
 
 - same platform (CPU model, CPU capability, torch version, kernel-selecting variables): nbval's
   own strict comparison, as before;
 - another platform: text must match with every number replaced by a placeholder, and each
-  number must match within the tolerance its calibration gives (`dyn_helpers.tolerance`,
-  `dyn_helpers.calibrate`); counts, shapes and FLOPs that never vary over seeds must match exactly.
+  number must match within the tolerance its calibration gives (`dyn_helpers.tools.tolerance`,
+  `dyn_helpers.tools.calibrate`); counts, shapes and FLOPs that never vary over seeds must match exactly.
 
 The terminal summary says which mode ran for each notebook, and which cells differed and by how much.
 """
@@ -23,7 +23,7 @@ import nbformat
 import pytest
 from nbval.plugin import IPyNbCell, transform_streams_for_comparison
 
-from dyn_helpers import calibrate, fingerprint, tolerance
+from dyn_helpers.tools import calibrate, fingerprint, tolerance
 
 PROPERTY = "nbportable"
 _strict_compare = IPyNbCell.compare_outputs

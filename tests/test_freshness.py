@@ -8,8 +8,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dyn_helpers import calibrate, fingerprint, runs
 from dyn_helpers.repro import DEFAULT_SEED
+from dyn_helpers.tools import calibrate, fingerprint, runs
 
 NOTEBOOKS = sorted((runs.REPO_ROOT / "chapters").glob("*/*.ipynb"))
 KEYS = [runs.record_key(path) for path in NOTEBOOKS]

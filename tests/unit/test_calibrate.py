@@ -1,11 +1,11 @@
-"""Specification of `dyn_helpers.calibrate`: runs planned, summarised, and claims held to the rule."""
+"""Specification of `dyn_helpers.tools.calibrate`: runs planned, summarised, and claims held to the rule."""
 
 import math
 
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from dyn_helpers import calibrate
+from dyn_helpers.tools import calibrate
 
 
 def run(seed: int, value: float, accuracy: float, setting: str = "default") -> dict:

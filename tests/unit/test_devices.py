@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from dyn_helpers.devices import cpu_model_name, device_name, resolve_device
+from dyn_helpers.devices import cpu_model_name, device_name, provenance, resolve_device
 
 
 def test_cpu_resolves_to_the_cpu_device():
@@ -32,3 +32,11 @@ def test_device_must_be_a_string_or_device():
 
 def test_cpu_device_is_named_after_its_model():
     assert device_name("cpu") == cpu_model_name() != ""
+
+
+def test_provenance_stamps_device_host_versions_and_date():
+    stamp = provenance("cpu")
+    assert stamp["device"] == "cpu" and stamp["cuda"] is None
+    assert stamp["device_name"] == stamp["cpu"] == cpu_model_name()
+    assert stamp["torch"] == torch.__version__ and stamp["cores"] >= 1
+    assert stamp["date"].endswith("Z") and {"python", "platform"} <= stamp.keys()

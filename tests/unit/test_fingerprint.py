@@ -1,9 +1,9 @@
-"""Specification of `dyn_helpers.fingerprint`: what a notebook's stored outputs depend on."""
+"""Specification of `dyn_helpers.tools.fingerprint`: what a notebook's stored outputs depend on."""
 
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from dyn_helpers import fingerprint
+from dyn_helpers.tools import fingerprint
 
 
 def notebook(*sources: str):

@@ -34,8 +34,8 @@ def test_per_sample_flops_count_only_what_ran_for_each_input():
     assert flops_per_sample(CostDependsOnInput(), x).tolist() == [64, 32, 64]
 
 
-def test_a_model_that_returns_no_tensor_is_rejected():
-    with pytest.raises(TypeError, match="tensor"):
+def test_a_model_that_returns_neither_logits_nor_a_model_output_is_rejected():
+    with pytest.raises(TypeError, match="logits or a ModelOutput"):
         count_flops(lambda x: "not a tensor", torch.randn(1, 2))
 
 

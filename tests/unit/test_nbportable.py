@@ -11,7 +11,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from dyn_helpers import calibrate, fingerprint, tolerance
+from dyn_helpers.tools import calibrate, fingerprint, tolerance
 
 pytest_plugins = ["pytester"]
 TESTS_DIR = Path(__file__).resolve().parent.parent

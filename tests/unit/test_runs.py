@@ -1,4 +1,4 @@
-"""Specification of `dyn_helpers.runs`: argument checks, stream coalescing, the status page."""
+"""Specification of `dyn_helpers.tools.runs`: argument checks, stream coalescing, the status page."""
 
 import json
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from dyn_helpers import runs
+from dyn_helpers.tools import runs
 
 RECORD = {
     "wall_time_s": 12.34,
@@ -148,10 +148,10 @@ def test_the_kernel_runs_single_threaded_with_inline_plots(monkeypatch: pytest.M
     assert "MPLBACKEND" not in env
 
 
-def test_provenance_names_python_packages_and_hardware() -> None:
-    record = runs.provenance()
-    assert set(record) >= {"python", "packages", "cpu", "cores", "torch_threads"}
-    assert "torch" in record["packages"]
+def test_package_versions_name_every_key_package() -> None:
+    versions = runs.package_versions()
+    assert set(versions) == set(runs.KEY_PACKAGES)
+    assert versions["torch"].startswith("2.")
 
 
 def test_the_command_line_rejects_a_missing_notebook_by_name(

@@ -1,8 +1,8 @@
-"""Specification of `dyn_helpers.tolerance`: numbers within calibrated tolerances, the rest exact."""
+"""Specification of `dyn_helpers.tools.tolerance`: numbers within calibrated tolerances, the rest exact."""
 
 import pytest
 
-from dyn_helpers import tolerance
+from dyn_helpers.tools import tolerance
 
 
 def test_numbers_are_split_from_the_text_with_their_printed_places() -> None:

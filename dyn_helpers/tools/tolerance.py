@@ -8,7 +8,7 @@ replaced by `#`) and its numbers. The skeleton must match exactly. Each number m
     tolerance = k · sd + one unit in the last printed digit,
 
 where `sd` is that number's standard deviation over the calibration runs (many seeds, two
-numeric settings; `dyn_helpers.calibrate`), and `k` makes the difference of two independent
+numeric settings; `dyn_helpers.tools.calibrate`), and `k` makes the difference of two independent
 draws (standard deviation √2·sd) fall outside the tolerance with probability at most
 `FAMILY_ERROR` over all compared numbers together (a Bonferroni bound). A number whose `sd` is 0,
 such as a count, a shape, a parameter count or a FLOPs count of a static model, must match exactly,

@@ -8,7 +8,7 @@ fails when it differs, so stored outputs that no longer belong to the code canno
 The *platform fingerprint* names what is known to move floating-point results: the CPU model,
 the CPU capability torch dispatches to, the torch version and the environment variables that
 select kernels. Where it matches the stored one, outputs are compared strictly; elsewhere with
-the tolerances of `dyn_helpers.tolerance`.
+the tolerances of `dyn_helpers.tools.tolerance`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dyn_helpers.devices import cpu_model_name
 from dyn_helpers.repro import default_seed
 
 PACKAGE = "dyn_helpers"
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 REPO_ROOT = PACKAGE_DIR.parent
 LOCK_FILE = REPO_ROOT / "requirements.lock"
 METADATA_KEY = "dyn_helpers"
