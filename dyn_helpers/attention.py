@@ -3,6 +3,7 @@
 Both rescale a block's features by weights computed from the features themselves. Scaling
 output channel c by a_c(x) is the same as scaling that channel's filter, so channel attention
 is a dynamic-parameter method: `rescaled_weight` gives the per-input filters it amounts to.
+`AttentionCNN` returns a `ModelOutput` whose decisions are each block's attention weights.
 """
 
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ from torch import nn
 
 from dyn_helpers.early_exit import ExitHead, StaticCNN, conv_stack
 from dyn_helpers.measure import TimingCase, timing_cases
+from dyn_helpers.outputs import ModelOutput
 
 ATTENTIONS = ("se", "spatial")
 
@@ -32,9 +34,12 @@ class SqueezeExcitation(nn.Module):
         """The attention weights a(x), shape (batch, channels), each in (0, 1)."""
         return torch.sigmoid(self.excite(torch.relu(self.squeeze(x.mean(dim=2)))))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Features (batch, channels, length) rescaled per channel."""
-        return x * self.weights(x)[:, :, None]
+    def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """Features (batch, channels, length) rescaled per channel by `weights` (default: `weights(x)`)."""
+        a = self.weights(x) if weights is None else weights
+        if a.shape != x.shape[:2]:
+            raise ValueError(f"weights must have shape {tuple(x.shape[:2])}, got {tuple(a.shape)}")
+        return x * a[:, :, None]
 
 
 class SpatialAttention(nn.Module):
@@ -51,13 +56,22 @@ class SpatialAttention(nn.Module):
         pooled = torch.stack([x.mean(dim=1), x.amax(dim=1)], dim=1)
         return torch.sigmoid(self.conv(pooled))[:, 0]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Features (batch, channels, length) rescaled per position."""
-        return x * self.weights(x)[:, None, :]
+    def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """Features (batch, channels, length) rescaled per position by `weights` (default: `weights(x)`)."""
+        a = self.weights(x) if weights is None else weights
+        if a.shape != (len(x), x.shape[2]):
+            raise ValueError(f"weights must have shape {(len(x), x.shape[2])}, got {tuple(a.shape)}")
+        return x * a[:, None, :]
 
 
 class AttentionCNN(nn.Module):
-    """A `conv_stack` with an attention module after each block, and a linear classifier (the `StaticCNN` head)."""
+    """A `conv_stack` with an attention module after each block, and a linear classifier (the `StaticCNN` head).
+
+    `forward` returns a `ModelOutput`: the logits, and one decision per block,
+    `decisions["attention_1"]`, ..., `decisions["attention_B"]` for B blocks, that block's
+    attention weights, (N, channels) for SE and (N, length) for spatial attention; everything
+    runs (`executed` is None).
+    """
 
     def __init__(
         self,
@@ -78,22 +92,14 @@ class AttentionCNN(nn.Module):
         )
         self.head = ExitHead(int(widths[-1]), length, n_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The logits."""
-        for block, attend in zip(self.blocks, self.attention, strict=True):
-            x = attend(block(x))
-        return self.head(x)
-
-    @torch.no_grad()
-    def attention_weights(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Each block's attention weights on `x` (eval mode): (N, channels) for SE, (N, length) for spatial."""
-        self.eval()
-        weights = []
-        for block, attend in zip(self.blocks, self.attention, strict=True):
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        """The logits, and the attention weights of each block."""
+        decisions = {}
+        for i, (block, attend) in enumerate(zip(self.blocks, self.attention, strict=True), start=1):
             x = block(x)
-            weights.append(attend.weights(x))
-            x = attend(x)
-        return weights
+            decisions[f"attention_{i}"] = attend.weights(x)
+            x = attend(x, decisions[f"attention_{i}"])
+        return ModelOutput(self.head(x), decisions)
 
 
 def rescaled_weight(weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

@@ -2,10 +2,12 @@
 
 A cheap saliency predictor looks at the globally pooled input of a convolution and keeps, for
 each input, only the `k` most salient output channels, scaled by their saliency. A channel
-switched off is neither computed nor read by the next layer, so `forward_executed` runs each
-layer on the gathered active channels only, and `FlopCounterMode` charges exactly what ran.
+switched off is neither computed nor read by the next layer, so the model's sparse execution
+(`execution = "sparse"`) runs each layer on the gathered active channels only, and
+`FlopCounterMode` charges exactly what ran.
 """
 
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -14,6 +16,7 @@ from torch import nn
 
 from dyn_helpers.early_exit import StaticCNN
 from dyn_helpers.measure import TimingCase, timing_cases
+from dyn_helpers.outputs import Mode, ModelOutput
 
 
 def _check_keep(keep: float) -> None:
@@ -72,7 +75,14 @@ class ChannelGatedCNN(nn.Module):
 
     `gate_first=False` leaves the first block ungated (its input has a single channel, so
     there is little for a predictor to see and nothing to save on the input side).
+    `forward` returns a `ModelOutput`: the logits and `decisions["channels"]`, the channels whose
+    gate is non-zero (N, sum of widths, block after block). `execution` (settable later) says how
+    it runs: "dense" (the default, for training) computes every channel, multiplies the switched-off
+    ones by 0 and gives each block's gate (N, width) in `extras["gates"]`; "sparse" (evaluation
+    mode only) runs each input alone and computes only its kept channels, listed in `executed`.
     """
+
+    execution = Mode("dense", "sparse")
 
     def __init__(
         self,
@@ -83,6 +93,7 @@ class ChannelGatedCNN(nn.Module):
         n_classes: int = 10,
         length: int = 40,
         kernel_size: int = 5,
+        execution: str = "dense",
     ) -> None:
         super().__init__()
         _check_keep(keep)
@@ -95,36 +106,40 @@ class ChannelGatedCNN(nn.Module):
         )
         self.head = nn.Linear(int(widths[-1]) * length, n_classes)
         self.length = length
+        self.execution = execution
 
-    def forward_with_gates(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Dense execution: the logits and each block's gate (batch, channels)."""
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        """The logits and the channels kept, run as `execution` says."""
+        if self.execution == "sparse":
+            return self._sparse(x)
         gates = []
         for block in self.blocks:
             x, gate = block(x)
             gates.append(gate)
-        return self.head(x.flatten(1)), gates
+        kept = torch.cat([gate > 0 for gate in gates], dim=1)
+        return ModelOutput(self.head(x.flatten(1)), decisions={"channels": kept}, extras={"gates": gates})
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The logits, computed densely (switched-off channels are computed and multiplied by 0)."""
-        return self.forward_with_gates(x)[0]
-
-    def forward_executed(self, x: torch.Tensor) -> torch.Tensor:
-        """Inference for one input that computes only the active channels (call in eval mode).
-
-        Each layer's saliency predictor and convolution read only the channels the previous
-        layer kept, the convolution computes only the channels this layer keeps, and the
-        classifier reads only the last layer's kept channels. Same logits as `forward`.
-        """
-        if x.shape[0] != 1:
-            raise ValueError(f"forward_executed needs batch size 1, got {x.shape[0]}")
+    def _sparse(self, x: torch.Tensor) -> ModelOutput:
         if self.training:
             raise RuntimeError(
-                "forward_executed uses BatchNorm's running statistics: call model.eval() first"
+                'execution = "sparse" uses BatchNorm\'s running statistics: call model.eval() first'
             )
-        active = torch.arange(x.shape[1])
+        if len(x) == 1:
+            logits, channels, ran = self._sparse_one(x)
+        else:
+            rows = [self._sparse_one(x[i : i + 1]) for i in range(len(x))]
+            logits, channels, ran = (torch.cat(parts) for parts in zip(*rows, strict=True))
+        return ModelOutput(logits, decisions={"channels": channels}, executed=ran)
+
+    def _sparse_one(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One input: each layer's saliency predictor and convolution read only the channels the
+        previous layer kept, the convolution computes only the channels this layer keeps, and the
+        classifier reads only the last layer's kept channels. The same logits as dense execution."""
+        active, first = torch.arange(x.shape[1], device=x.device), 0
+        computed, scales = [], []  # per block: the channels computed (numbered across blocks), their gates
         for block in self.blocks:
             if block.saliency is None:
-                keep = torch.arange(block.bn.num_features)
+                keep = torch.arange(block.bn.num_features, device=x.device)
                 scale = torch.ones(len(keep), device=x.device)
             else:
                 pooled = x.abs().mean(dim=2)
@@ -144,8 +159,15 @@ class ChannelGatedCNN(nn.Module):
                 bn.eps,
             )
             x, active = F.relu(y * scale[None, :, None]), keep
+            computed.append(keep + first)
+            scales.append(scale)
+            first += bn.num_features
         head_weight = self.head.weight.view(self.head.out_features, -1, self.length)[:, active]
-        return F.linear(x.flatten(1), head_weight.flatten(1), self.head.bias)
+        logits = F.linear(x.flatten(1), head_weight.flatten(1), self.head.bias)
+        index = torch.cat(computed)
+        ran = torch.zeros(1, first, dtype=torch.bool, device=x.device).index_fill_(1, index, True)
+        channels = torch.zeros_like(ran).index_copy_(1, index, torch.cat(scales)[None] > 0)
+        return logits, channels, ran
 
 
 def channel_usage(model: ChannelGatedCNN, x: torch.Tensor) -> list[torch.Tensor]:
@@ -154,19 +176,24 @@ def channel_usage(model: ChannelGatedCNN, x: torch.Tensor) -> list[torch.Tensor]
         raise TypeError(f"model must be a ChannelGatedCNN, got {type(model).__name__}")
     model.eval()
     with torch.no_grad():
-        return [gate > 0 for gate in model.forward_with_gates(x)[1]]
+        kept = model(x).decisions["channels"]
+    return list(kept.split([block.bn.num_features for block in model.blocks], dim=1))
 
 
 @timing_cases("channel_gating")
 def _timing_cases(device: torch.device) -> dict[str, TimingCase]:
     """Executed paths keeping 1/2 and 3/4 of 32 channels, the first also run densely; static widths 16, 32."""
     x = torch.randn(256, 1, 40)
-    half, three_quarters = (ChannelGatedCNN((32,) * 4, keep).to(device).eval() for keep in (0.5, 0.75))
+    half, three_quarters = (
+        ChannelGatedCNN((32,) * 4, keep, execution="sparse").to(device).eval() for keep in (0.5, 0.75)
+    )
+    half_dense = copy.deepcopy(half)
+    half_dense.execution = "dense"
     static = {width: StaticCNN(4, widths=(width,) * 4).to(device).eval() for width in (16, 32)}
     return {
-        "gated_half_executed": TimingCase(half.forward_executed, x[:64], batch_sizes=(1,)),
-        "gated_3_4_executed": TimingCase(three_quarters.forward_executed, x[:64], batch_sizes=(1,)),
-        "gated_half_dense": TimingCase(half, x),
+        "gated_half_executed": TimingCase(half, x[:64], batch_sizes=(1,)),
+        "gated_3_4_executed": TimingCase(three_quarters, x[:64], batch_sizes=(1,)),
+        "gated_half_dense": TimingCase(half_dense, x),
         "static_width_16": TimingCase(static[16], x),
         "static_width_32": TimingCase(static[32], x),
     }

@@ -1,8 +1,10 @@
 """Decision making for multi-exit networks: exit criteria, budgets and anytime answers. Taught in chapter 5.
 
-Every function works on the logits of all exits at once, a tensor (or list of tensors) of shape
-(K, N, classes) for K exits and N samples, and returns exit numbers counted from 1 like
-`dyn_helpers.early_exit.exits_at_threshold`. The last exit always answers.
+Every function works on the logits of all exits at once: the list a `MultiExitCNN` returns in
+`output.extras["exit_logits"]` (K tensors of shape (N, classes)), or one tensor of shape
+(K, N, classes), for K exits and N samples. Exit numbers count from 1, like
+`dyn_helpers.early_exit.exits_at_threshold` and the model's `decisions["exit"]`. The last exit
+always answers.
 """
 
 import math
@@ -11,12 +13,15 @@ from collections.abc import Sequence
 import torch
 
 from dyn_helpers.early_exit import exits_at_threshold
+from dyn_helpers.outputs import ModelOutput
 
 Logits = torch.Tensor | Sequence[torch.Tensor]
 
 
 def stack_logits(logits: Logits) -> torch.Tensor:
     """All exits' logits as one float tensor of shape (K, N, classes)."""
+    if isinstance(logits, ModelOutput):
+        raise TypeError("pass the list of every exit's logits, output.extras['exit_logits'], not the output")
     stacked = torch.stack(list(logits)) if not isinstance(logits, torch.Tensor) else logits
     if stacked.dim() != 3 or 0 in stacked.shape:
         raise ValueError(f"logits must have shape (exits, samples, classes), got {tuple(stacked.shape)}")

@@ -1,7 +1,11 @@
-"""Early exiting: a multi-exit 1-D CNN, its static twins, and the exit rule. Taught in chapter 2.
+"""Early exiting: a multi-exit 1-D CNN, its static twins, the exit rule and the exit losses. Taught in chapter 2.
 
 One block definition serves every model: `MultiExitCNN` puts a classifier (an exit) after each
-block, `StaticCNN` is the first `depth` blocks with a single classifier.
+block, `StaticCNN` is the first `depth` blocks with a single classifier. `MultiExitCNN` returns a
+`ModelOutput` (`dyn_helpers.outputs`): every exit's logits in `extras["exit_logits"]`, or, with
+its mode `exit_threshold` set, the answer of each input's first confident exit. The losses take
+`(output, y)`; the batched rules (`exits_at_threshold`, `early_exit_predictions`, and
+`dyn_helpers.decisions`) take the list of every exit's logits, `output.extras["exit_logits"]`.
 """
 
 from collections.abc import Sequence
@@ -9,8 +13,10 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-from dyn_helpers.measure import TimingCase, count_flops, timing_cases
+from dyn_helpers.measure import TimingCase, timing_cases
+from dyn_helpers.outputs import ModelOutput
 
 # The architecture the early-exiting chapter and the timing suite use (input: 1 x 40, mnist1d).
 BOOK_ARCHITECTURE = {"widths": (48, 48, 48, 48), "n_classes": 10, "length": 40, "kernel_size": 5}
@@ -45,7 +51,18 @@ def conv_stack(widths: Sequence[int], kernel_size: int = 5) -> nn.ModuleList:
 
 
 class MultiExitCNN(nn.Module):
-    """A stack of conv blocks with a classifier (exit) after every block."""
+    """A stack of conv blocks with a classifier (exit) after every block.
+
+    `forward` returns a `ModelOutput` whose logits are the last exit's and whose
+    `extras["exit_logits"]` lists every exit's logits, shallowest first: what the exit losses
+    train on. Mode `exit_threshold` (default None): set to a confidence in [0, 1], `forward`
+    exits early instead. Each input stops at the first exit whose top softmax probability
+    reaches it (the last exit always answers) and the logits are that exit's;
+    `decisions["exit"]` (N,) holds the exit numbers, from 1, and `executed` (N, depth) is 1 for
+    the blocks and exits that ran (row k of the buffer `paths` for an input that left at exit k).
+    Each block runs only on the inputs still in the network, so FLOPs counted on a batch are
+    those that ran.
+    """
 
     def __init__(
         self,
@@ -53,42 +70,68 @@ class MultiExitCNN(nn.Module):
         n_classes: int = 10,
         length: int = 40,
         kernel_size: int = 5,
+        exit_threshold: float | None = None,
     ) -> None:
         super().__init__()
         self.blocks = conv_stack(widths, kernel_size)
         self.exits = nn.ModuleList(ExitHead(int(w), length, n_classes) for w in widths)
+        # Row k: 1 for the blocks and exits an input that leaves at exit k runs (row 0 is unused).
+        paths = torch.ones(self.depth + 1, self.depth).tril(diagonal=-1)
+        self.register_buffer("paths", paths, persistent=False)
+        self.exit_threshold = exit_threshold
 
     @property
     def depth(self) -> int:
         """Number of blocks, which is also the number of exits."""
         return len(self.blocks)
 
-    def forward(self, x: torch.Tensor, n_exits: int | None = None) -> list[torch.Tensor]:
-        """The logits of the first `n_exits` exits (all by default), shallowest first."""
-        n_exits = self.depth if n_exits is None else n_exits
-        if not 1 <= n_exits <= self.depth:
-            raise ValueError(f"n_exits must be in [1, {self.depth}], got {n_exits}")
-        outs = []
-        for block, head in zip(self.blocks[:n_exits], self.exits[:n_exits], strict=True):
+    @property
+    def exit_threshold(self) -> float | None:
+        """The confidence at which an input leaves (early exiting), or None to run every exit."""
+        return self._exit_threshold
+
+    @exit_threshold.setter
+    def exit_threshold(self, threshold: float | None) -> None:
+        if threshold is not None:
+            check_threshold(threshold)
+        self._exit_threshold = threshold
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        """Every exit's logits, or, with `exit_threshold` set, early exiting (see the class)."""
+        if self.exit_threshold is not None:
+            return self._exit_early(x, self.exit_threshold)
+        exit_logits = []
+        for block, head in zip(self.blocks, self.exits, strict=True):
             x = block(x)
-            outs.append(head(x))
-        return outs
+            exit_logits.append(head(x))
+        return ModelOutput(exit_logits[-1], extras={"exit_logits": exit_logits})
 
-    def forward_early_exit(self, x: torch.Tensor, threshold: float) -> tuple[torch.Tensor, int]:
-        """Inference for one input: stop at the first exit whose top softmax probability
-        reaches `threshold` (the last exit always answers).
-
-        Returns the answering exit's logits and its number k in 1..depth. Call in eval mode.
-        """
-        check_threshold(threshold)
-        if x.shape[0] != 1:
-            raise ValueError(f"forward_early_exit needs batch size 1, got {x.shape[0]}")
+    def _exit_early(self, x: torch.Tensor, threshold: float) -> ModelOutput:
+        """Each input stops at the first exit k with s_k(x) >= threshold, or at the last exit."""
+        n, rows = len(x), None  # rows: the inputs still in the network (None: all of them)
+        answered = []  # (rows, their logits, k) for each group of inputs that stopped at exit k
         for k, (block, head) in enumerate(zip(self.blocks, self.exits, strict=True), start=1):
             x = block(x)
             logits = head(x)
-            if k == self.depth or logits.softmax(dim=1).max().item() >= threshold:
-                return logits, k
-        raise AssertionError("unreachable")
+            if k == self.depth:
+                stop = [True] * len(x)
+            else:  # s_k(x) as Python floats: compared with the threshold in float64
+                stop = [max(p) >= threshold for p in logits.softmax(dim=1).tolist()]
+            if all(stop):
+                answered.append((rows, logits, k))
+                break
+            if any(stop):
+                rows = torch.arange(n, device=x.device) if rows is None else rows
+                stop_t = torch.tensor(stop, device=x.device)
+                answered.append((rows[stop_t], logits[stop_t], k))
+                rows, x = rows[~stop_t], x[~stop_t]
+        if len(answered) == 1:  # every input stopped at exit k
+            exits = torch.full((n,), k, device=x.device)
+        else:
+            order = torch.cat([r for r, _, _ in answered]).argsort()
+            logits = torch.cat([lg for _, lg, _ in answered])[order]
+            exits = torch.cat([torch.full((len(r),), k, device=x.device) for r, _, k in answered])[order]
+        return ModelOutput(logits, decisions={"exit": exits}, executed=self.paths.index_select(0, exits))
 
 
 class StaticCNN(nn.Module):
@@ -122,26 +165,41 @@ def check_threshold(threshold: float) -> None:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
 
 
-def summed_exit_loss(outputs: Sequence[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+def _exit_logits(output: ModelOutput) -> list[torch.Tensor]:
+    """Every exit's logits, shallowest first, from a `MultiExitCNN` output."""
+    if not isinstance(output, ModelOutput):
+        raise TypeError(f"output must be a MultiExitCNN's ModelOutput, got {type(output).__name__}")
+    if not output.extras.get("exit_logits"):
+        raise ValueError(
+            "output must hold every exit's logits in extras['exit_logits'] "
+            "(a MultiExitCNN with exit_threshold None)"
+        )
+    return list(output.extras["exit_logits"])
+
+
+def _stack_exits(logits: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
+    if isinstance(logits, ModelOutput):
+        raise TypeError("pass the list of every exit's logits, output.extras['exit_logits'], not the output")
+    return torch.stack(list(logits))
+
+
+def summed_exit_loss(output: ModelOutput, y: torch.Tensor) -> torch.Tensor:
     """The multi-exit training loss: the sum over exits of each exit's cross-entropy."""
-    if len(outputs) == 0:
-        raise ValueError("outputs must hold the logits of at least one exit")
-    return sum(F.cross_entropy(logits, y) for logits in outputs)
+    return sum(F.cross_entropy(logits, y) for logits in _exit_logits(output))
 
 
-def weighted_exit_loss(
-    outputs: Sequence[torch.Tensor], y: torch.Tensor, weights: Sequence[float]
-) -> torch.Tensor:
+def weighted_exit_loss(output: ModelOutput, y: torch.Tensor, weights: Sequence[float]) -> torch.Tensor:
     """The sum over exits of each exit's cross-entropy times its weight. Taught in chapter 5."""
-    if len(outputs) == 0 or len(weights) != len(outputs):
-        raise ValueError(f"weights must give one weight per exit ({len(outputs)}), got {len(weights)}")
+    exit_logits = _exit_logits(output)
+    if len(weights) != len(exit_logits):
+        raise ValueError(f"weights must give one weight per exit ({len(exit_logits)}), got {len(weights)}")
     if any(w < 0 for w in weights):
         raise ValueError(f"weights must be non-negative, got {list(weights)}")
-    return sum(w * F.cross_entropy(logits, y) for w, logits in zip(weights, outputs, strict=True))
+    return sum(w * F.cross_entropy(logits, y) for w, logits in zip(weights, exit_logits, strict=True))
 
 
 def distilled_exit_loss(
-    outputs: Sequence[torch.Tensor], y: torch.Tensor, temperature: float = 1.0, alpha: float = 0.5
+    output: ModelOutput, y: torch.Tensor, temperature: float = 1.0, alpha: float = 0.5
 ) -> torch.Tensor:
     """Self-distillation: the last exit learns from the labels; every earlier exit learns from
     the labels (weight 1 - alpha) and from the last exit's softened prediction (weight alpha).
@@ -149,15 +207,14 @@ def distilled_exit_loss(
     The distillation term is T^2 KL(softmax(z_K / T) || softmax(z_k / T)) with the last
     exit's logits z_K detached, so the teacher is not pulled towards its students.
     """
-    if len(outputs) == 0:
-        raise ValueError("outputs must hold the logits of at least one exit")
+    exit_logits = _exit_logits(output)
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    teacher = F.softmax(outputs[-1].detach() / temperature, dim=1)
-    loss = F.cross_entropy(outputs[-1], y)
-    for logits in outputs[:-1]:
+    teacher = F.softmax(exit_logits[-1].detach() / temperature, dim=1)
+    loss = F.cross_entropy(exit_logits[-1], y)
+    for logits in exit_logits[:-1]:
         student = F.log_softmax(logits / temperature, dim=1)
         distill = F.kl_div(student, teacher, reduction="batchmean") * temperature**2
         loss = loss + (1 - alpha) * F.cross_entropy(logits, y) + alpha * distill
@@ -168,25 +225,34 @@ def exit_flops(model: MultiExitCNN, x: torch.Tensor) -> list[int]:
     """FLOPs spent on input `x` (batch size 1) to reach each exit: blocks and heads up to exit k."""
     if x.shape[0] != 1:
         raise ValueError(f"x must be one input (batch size 1), got batch size {x.shape[0]}")
-    return [count_flops(lambda inp, k=k: model(inp, n_exits=k), x) for k in range(1, model.depth + 1)]
+    counter, costs = FlopCounterMode(display=False), []
+    with torch.no_grad(), counter:
+        for block, head in zip(model.blocks, model.exits, strict=True):
+            x = block(x)
+            head(x)
+            costs.append(int(counter.get_total_flops()))
+    return costs
 
 
-def exits_at_threshold(logits: Sequence[torch.Tensor], threshold: float) -> torch.Tensor:
+def exits_at_threshold(logits: Sequence[torch.Tensor] | torch.Tensor, threshold: float) -> torch.Tensor:
     """The exit number (1-based) at which each sample stops, from every exit's logits.
 
-    The same rule as `MultiExitCNN.forward_early_exit`, computed for a whole batch at once
-    from logits of shape (n_exits, N, classes), so that thresholds can be swept cheaply.
+    The rule of `MultiExitCNN` in its `exit_threshold` mode, computed from logits already at
+    hand (a list of (N, classes) tensors, or a tensor (n_exits, N, classes)), so that
+    thresholds can be swept cheaply.
     """
     check_threshold(threshold)
-    confidence = torch.stack(list(logits)).softmax(dim=-1).amax(dim=-1)  # (n_exits, N)
-    stop = confidence >= threshold
+    confidence = _stack_exits(logits).softmax(dim=-1).amax(dim=-1)  # (n_exits, N)
+    stop = confidence.double() >= threshold  # in float64, as the model compares
     stop[-1] = True
     return stop.float().argmax(dim=0) + 1
 
 
-def early_exit_predictions(logits: Sequence[torch.Tensor], exits: torch.Tensor) -> torch.Tensor:
+def early_exit_predictions(
+    logits: Sequence[torch.Tensor] | torch.Tensor, exits: torch.Tensor
+) -> torch.Tensor:
     """The class each sample gets from the exit it stopped at (`exits` is 1-based)."""
-    stacked = torch.stack(list(logits))  # (n_exits, N, classes)
+    stacked = _stack_exits(logits)  # (n_exits, N, classes)
     return stacked[exits - 1, torch.arange(stacked.shape[1])].argmax(dim=-1)
 
 
@@ -198,13 +264,12 @@ def _timing_cases(device: torch.device) -> dict[str, TimingCase]:
     trained model's average latency lies between, weighted by its exit distribution.
     """
     x = torch.randn(256, 1, BOOK_ARCHITECTURE["length"])
-    multi = MultiExitCNN(**BOOK_ARCHITECTURE).to(device).eval()
+    depth = len(BOOK_ARCHITECTURE["widths"])
     cases = {
-        f"static_depth_{depth}": TimingCase(StaticCNN(depth, **BOOK_ARCHITECTURE).to(device).eval(), x)
-        for depth in range(1, multi.depth + 1)
+        f"static_depth_{d}": TimingCase(StaticCNN(d, **BOOK_ARCHITECTURE).to(device).eval(), x)
+        for d in range(1, depth + 1)
     }
     for threshold, name in ((0.0, "first_exit"), (1.0, "all_exits")):
-        cases[f"early_exit_{name}"] = TimingCase(
-            lambda xb, t=threshold: multi.forward_early_exit(xb, t)[0], x[:64], batch_sizes=(1,)
-        )
+        model = MultiExitCNN(**BOOK_ARCHITECTURE, exit_threshold=threshold).to(device).eval()
+        cases[f"early_exit_{name}"] = TimingCase(model, x[:64], batch_sizes=(1,))
     return cases

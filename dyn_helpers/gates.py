@@ -13,6 +13,7 @@ from torch import nn
 
 from dyn_helpers.early_exit import ExitHead, conv_block
 from dyn_helpers.measure import TimingCase, timing_cases
+from dyn_helpers.outputs import Mode, ModelOutput
 
 ESTIMATORS = ("straight_through", "gumbel", "reinforce")
 
@@ -179,10 +180,19 @@ class GatedResidualCNN(nn.Module):
     """A stem, `n_blocks` residual conv blocks each behind its own `Gate`, and a linear classifier.
 
     Block l computes x + z_l(x) * g_l(x), the gate z_l reading the block's input averaged over
-    positions. With `estimator=None` there are no gates and every block runs: the static twin.
-    The forward pass returns (logits, decisions, probs, log_probs), the last three of shape
-    (batch, n_blocks). In evaluation mode a closed gate skips its block's computation.
+    positions. `forward` returns a `ModelOutput`: `decisions["gates"]` (batch, n_blocks) of 0/1,
+    `extras["probs"]` the gates' opening probabilities and `extras["log_probs"]` the decisions'
+    log-probabilities. With `estimator=None` there are no gates, every block runs and `forward`
+    returns the logits: the static twin.
+
+    `execution` (a mode, "sparse" or "masked"): in evaluation, "sparse" (the default) computes a
+    block only for the inputs whose gate is open, and `executed` is the gates; "masked" computes
+    every block for the whole batch and multiplies it by the gate, as training always does (the
+    decision's gradient flows through the product), and `executed` is None. The static twin
+    ignores it.
     """
+
+    execution = Mode("sparse", "masked")
 
     def __init__(
         self,
@@ -194,12 +204,14 @@ class GatedResidualCNN(nn.Module):
         n_classes: int = 10,
         length: int = 40,
         kernel_size: int = 5,
+        execution: str = "sparse",
     ) -> None:
         super().__init__()
         if isinstance(n_blocks, bool) or not isinstance(n_blocks, int) or n_blocks < 0:
             raise ValueError(f"n_blocks must be a non-negative int, got {n_blocks!r}")
         if estimator is not None and estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be None or one of {ESTIMATORS}, got {estimator!r}")
+        self.execution = execution
         self.stem = conv_block(1, width, kernel_size)
         self.blocks = nn.ModuleList(conv_block(width, width, kernel_size) for _ in range(n_blocks))
         self.gates = (
@@ -209,28 +221,40 @@ class GatedResidualCNN(nn.Module):
         )
         self.head = ExitHead(width, length, n_classes)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Logits and, per block, the gate's decisions, probabilities and log-probabilities."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor | ModelOutput:
+        """Logits and, per block, the gate's decisions, probabilities and log-probabilities (the
+        static twin: the logits alone)."""
         x = self.stem(x)
-        ones = x.new_ones(len(x))
+        if self.gates is None:
+            for block in self.blocks:
+                x = x + block(x)
+            return self.head(x)
+        sparse = self.execution == "sparse" and not self.training
         decisions, probs, log_probs = [], [], []
-        for i, block in enumerate(self.blocks):
-            if self.gates is None:
-                gate = GateOutput(ones, ones, torch.zeros_like(ones))
-            else:
-                gate = self.gates[i](x.mean(dim=-1))
-            if self.training:
-                x = x + gate.decision.view(-1, 1, 1) * block(x)
-            else:
+        for block, gate in zip(self.blocks, self.gates, strict=True):
+            decision, prob, log_prob = gate(x.mean(dim=-1))
+            if sparse:
                 x = x.clone()
-                run = gate.decision.nonzero().squeeze(1)
+                run = decision.nonzero().squeeze(1)
                 if len(run):
                     x[run] = x[run] + block(x[run])
-            decisions.append(gate.decision)
-            probs.append(gate.prob)
-            log_probs.append(gate.log_prob)
-        stack = (lambda ts: torch.stack(ts, dim=1)) if self.blocks else (lambda ts: x.new_zeros(len(x), 0))
-        return self.head(x), stack(decisions), stack(probs), stack(log_probs)
+            else:
+                x = x + decision.view(-1, 1, 1) * block(x)
+            decisions.append(decision)
+            probs.append(prob)
+            log_probs.append(log_prob)
+        gates = _stack(decisions, x)
+        return ModelOutput(
+            self.head(x),
+            decisions={"gates": gates},
+            executed=gates if sparse else None,
+            extras={"probs": _stack(probs, x), "log_probs": _stack(log_probs, x)},
+        )
+
+
+def _stack(columns: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    """One column per block, shape (batch, n_blocks), also when there are no blocks."""
+    return torch.stack(columns, dim=1) if columns else like.new_zeros(len(like), 0)
 
 
 def expected_usage(probs: torch.Tensor) -> torch.Tensor:
@@ -243,8 +267,9 @@ def target_rate_loss(rates: torch.Tensor, target: float) -> torch.Tensor:
     """The target-rate loss: the mean over gates of (batch-mean rate of gate l - target)^2.
 
     `rates` has shape (batch, n_gates), each in [0, 1]. ConvNet-AIG applies it to the hard
-    straight-through decisions; the book applies it to the gate probabilities, a variant whose
-    expectation lacks the decisions' variance term sum p(1 - p) (taught in layer_skipping.ipynb).
+    straight-through decisions (a gated model's `decisions["gates"]`); the book applies it to the
+    gate probabilities (`extras["probs"]`), a variant whose expectation lacks the decisions'
+    variance term sum p(1 - p) (taught in layer_skipping.ipynb).
     """
     _check_target(target)
     _check_probs(rates, "rates")

@@ -16,6 +16,7 @@ from torch import nn
 from dyn_helpers.early_exit import ExitHead, conv_block
 from dyn_helpers.gates import GatedResidualCNN
 from dyn_helpers.measure import TimingCase, timing_cases
+from dyn_helpers.outputs import ModelOutput
 
 
 class Halting(NamedTuple):
@@ -61,9 +62,11 @@ class ACTResidualCNN(nn.Module):
 
     Block l computes x_l = x_{l-1} + f_l(x_{l-1}); its halting unit reads x_l averaged over positions,
     h_l = sigmoid(w_l . mean(x_l) + b_l). The classifier reads sum_l p_l x_l (`halting_weights`).
-    The last block's score is 1 (its unit is unused). The forward pass returns (logits, ponder cost
-    N + R, steps N). In evaluation mode an input that has halted runs no further block or unit. With `halting_bias` = -3 the scores start small, so training
-    starts with every block running.
+    The last block's score is 1 (its unit is unused). `forward` returns a `ModelOutput`: the logits,
+    `decisions["steps"]` the step count N, `executed` the blocks run (N, n_blocks) and
+    `extras["ponder"]` the ponder cost N + R. In evaluation mode an input that has halted runs no
+    further block; in training every block runs on every input (`executed` is None). With
+    `halting_bias` = -3 the scores start small, so training starts with every block running.
     """
 
     def __init__(
@@ -90,8 +93,8 @@ class ACTResidualCNN(nn.Module):
             nn.init.constant_(unit.bias, halting_bias)
         self.head = ExitHead(width, length, n_classes)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Logits, ponder cost N + R and step count N for each input."""
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        """Logits, step count N, blocks run and ponder cost N + R for each input."""
         x = self.stem(x)
         batch = len(x)
         states, scores = [], []
@@ -118,17 +121,22 @@ class ACTResidualCNN(nn.Module):
             stacked = F.pad(stacked, (0, len(self.blocks) - stacked.shape[1]))
         weights, steps, remainder = halting_weights(stacked, self.epsilon)
         mixed = sum(weights[:, i, None, None] * state for i, state in enumerate(states))
-        return self.head(mixed), steps.to(x.dtype) + remainder, steps
+        ran = None if self.training else torch.arange(len(self.blocks), device=x.device) < steps[:, None]
+        return ModelOutput(
+            self.head(mixed),
+            decisions={"steps": steps},
+            executed=ran,
+            extras={"ponder": steps.to(x.dtype) + remainder},
+        )
 
 
-def ponder_loss(tau: float) -> Callable[[tuple[torch.Tensor, ...], torch.Tensor], torch.Tensor]:
+def ponder_loss(tau: float) -> Callable[[ModelOutput, torch.Tensor], torch.Tensor]:
     """The ACT training loss for `train.fit`: cross-entropy + tau * mean ponder cost (N + R)."""
     if isinstance(tau, bool) or not isinstance(tau, int | float) or tau < 0:
         raise ValueError(f"tau must be a non-negative number, got {tau!r}")
 
-    def loss(output: tuple[torch.Tensor, ...], y: torch.Tensor) -> torch.Tensor:
-        logits, ponder, _ = output
-        return F.cross_entropy(logits, y) + tau * ponder.mean()
+    def loss(output: ModelOutput, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(output.logits, y) + tau * output.extras["ponder"].mean()
 
     return loss
 

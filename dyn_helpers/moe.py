@@ -16,6 +16,7 @@ from torch import nn
 
 from dyn_helpers.early_exit import conv_block
 from dyn_helpers.measure import TimingCase, timing_cases
+from dyn_helpers.outputs import ModelOutput
 
 
 class Routing(NamedTuple):
@@ -177,8 +178,9 @@ def _stem(width: int, d_model: int) -> nn.Sequential:
 class MoEClassifier(nn.Module):
     """A conv stem gives one token per sequence; a residual MoE layer and a linear head classify it.
 
-    forward returns (logits, router probabilities, chosen experts), so the loss and the
-    statistics can see the routing.
+    `forward` returns a `ModelOutput`: the logits, `decisions["experts"]` the chosen experts
+    (N, k), `executed` which experts ran for each input (N, n_experts), and
+    `extras["router_probs"]` the router probabilities (N, n_experts) that the balancing loss needs.
     """
 
     def __init__(
@@ -190,11 +192,17 @@ class MoEClassifier(nn.Module):
         self.moe = MoELayer(d_model, d_hidden, n_experts, k)
         self.head = nn.Linear(d_model, 10)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Logits, router probabilities (N, E) and chosen experts (N, k)."""
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        """Logits, chosen experts (N, k), experts run (N, E) and router probabilities (N, E)."""
         z = self.stem(x)
         y, routing = self.moe(z)
-        return self.head(z + y), routing.probs, routing.experts
+        ran = torch.zeros_like(routing.probs, dtype=torch.bool).scatter_(1, routing.experts, True)
+        return ModelOutput(
+            self.head(z + y),
+            decisions={"experts": routing.experts},
+            executed=ran,
+            extras={"router_probs": routing.probs},
+        )
 
 
 class DenseClassifier(nn.Module):
@@ -213,17 +221,18 @@ class DenseClassifier(nn.Module):
         return self.head(z + self.expert(z))
 
 
-def moe_loss(balance_weight: float) -> Callable[[tuple, torch.Tensor], torch.Tensor]:
+def moe_loss(balance_weight: float) -> Callable[[ModelOutput, torch.Tensor], torch.Tensor]:
     """A `train.fit` loss for `MoEClassifier`: cross-entropy + balance_weight * Switch balancing loss."""
     if not balance_weight >= 0:
         raise ValueError(f"balance_weight must be non-negative, got {balance_weight}")
 
-    def loss(output: tuple[torch.Tensor, torch.Tensor, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
-        logits, probs, experts = output
-        task = F.cross_entropy(logits, y)
+    def loss(output: ModelOutput, y: torch.Tensor) -> torch.Tensor:
+        task = F.cross_entropy(output.logits, y)
         if balance_weight == 0:
             return task
-        return task + balance_weight * switch_balancing_loss(probs, experts)
+        return task + balance_weight * switch_balancing_loss(
+            output.extras["router_probs"], output.decisions["experts"]
+        )
 
     return loss
 

@@ -109,3 +109,33 @@ def concat(outputs: Sequence[torch.Tensor | ModelOutput]) -> torch.Tensor | Mode
         None if executed[0] is None else torch.cat(executed),
         {name: _concat_extra(name, [p.extras[name] for p in parts], sizes) for name in parts[0].extras},
     )
+
+
+class Mode:
+    """A model's mode: the same model run by another rule (real sparse execution, another way to
+    compute), chosen by a plain attribute that is checked against its choices when set.
+
+    Declared on the class, as in `execution = Mode("sparse", "masked")`, then set in `__init__`
+    and changed at will: `model.execution = "masked"`.
+    """
+
+    def __init__(self, *choices: str) -> None:
+        if not choices or not all(isinstance(c, str) for c in choices):
+            raise ValueError(f"a mode needs one or more choices given as strings, got {choices!r}")
+        self.choices = choices
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: object, objtype: type | None = None) -> "str | Mode":
+        if obj is None:
+            return self
+        try:
+            return obj.__dict__[f"_mode_{self.name}"]
+        except KeyError:
+            raise AttributeError(f"the mode {self.name!r} was never set") from None
+
+    def __set__(self, obj: object, value: str) -> None:
+        if not isinstance(value, str) or value not in self.choices:
+            raise ValueError(f"{self.name} must be one of {self.choices}, got {value!r}")
+        obj.__dict__[f"_mode_{self.name}"] = value

@@ -6,12 +6,15 @@ network reads the input once and gives one keep-probability per block of a
 block runs. The policy is trained with REINFORCE on `blockdrop_reward`.
 """
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from dyn_helpers.gates import GatedResidualCNN
 from dyn_helpers.measure import TimingCase, timing_cases
+from dyn_helpers.outputs import Mode, ModelOutput
 from dyn_helpers.skipping import SubsetCNN
 
 
@@ -54,13 +57,27 @@ class PolicyDrivenCNN(nn.Module):
     """A `GatedResidualCNN(estimator=None)` backbone whose blocks follow a plan drawn up front.
 
     The policy gives keep-probabilities s = sigmoid(logits); training samples the plan
-    z ~ Bernoulli(s), evaluation keeps block l when its logit exceeds `threshold_logit` (0 means
-    probability 1/2). Block l then computes x + z_l * block_l(x), and in evaluation mode a
-    dropped block is not computed. The forward pass returns (logits, plan, probs, log_probs),
-    the last three of shape (batch, n_blocks), like `GatedResidualCNN`.
+    z ~ Bernoulli(s), evaluation keeps block l when its logit exceeds `threshold_logit` (a mode;
+    0 means probability 1/2). Block l then computes x + z_l * block_l(x). `forward` returns a
+    `ModelOutput`: the plan as `decisions["gates"]` (batch, n_blocks), the keep-probabilities
+    `extras["probs"]` and the plan's log-probabilities `extras["log_probs"]`.
+
+    `execution` (a mode, "sparse" or "masked"): in evaluation, "sparse" (the default) computes a
+    block only for the inputs whose plan keeps it, and `executed` is the plan; "masked" computes
+    every block for the whole batch and multiplies it by the plan, as training always does, and
+    `executed` is None.
     """
 
-    def __init__(self, backbone: GatedResidualCNN, policy: nn.Module, threshold_logit: float = 0.0) -> None:
+    execution = Mode("sparse", "masked")
+
+    def __init__(
+        self,
+        backbone: GatedResidualCNN,
+        policy: nn.Module,
+        threshold_logit: float = 0.0,
+        *,
+        execution: str = "sparse",
+    ) -> None:
         super().__init__()
         if not isinstance(backbone, GatedResidualCNN) or backbone.gates is not None:
             raise TypeError(
@@ -70,10 +87,22 @@ class PolicyDrivenCNN(nn.Module):
         if not isinstance(policy, nn.Module):
             raise TypeError(f"policy must be an nn.Module, got {type(policy).__name__}")
         self.backbone, self.policy = backbone, policy
-        self.threshold_logit = float(threshold_logit)
+        self.threshold_logit = threshold_logit
+        self.execution = execution
 
-    def plan(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The execution plan for each input, its keep-probabilities and the plan's log-probabilities."""
+    @property
+    def threshold_logit(self) -> float:
+        """The logit above which evaluation keeps a block."""
+        return self._threshold_logit
+
+    @threshold_logit.setter
+    def threshold_logit(self, value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+            raise ValueError(f"threshold_logit must be a number, got {value!r}")
+        self._threshold_logit = float(value)
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        """Logits, the plan for each input, its keep-probabilities and log-probabilities."""
         theta = self.policy(x)
         if theta.shape != (len(x), len(self.backbone.blocks)):
             raise ValueError(
@@ -86,21 +115,22 @@ class PolicyDrivenCNN(nn.Module):
         else:
             z = (theta > self.threshold_logit).to(theta.dtype)
         log_probs = z * F.logsigmoid(theta) + (1 - z) * F.logsigmoid(-theta)
-        return z, probs, log_probs
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Logits, and per block the plan, its probabilities and log-probabilities."""
-        z, probs, log_probs = self.plan(x)
+        sparse = self.execution == "sparse" and not self.training
         h = self.backbone.stem(x)
         for i, block in enumerate(self.backbone.blocks):
-            if self.training:
-                h = h + z[:, i].view(-1, 1, 1) * block(h)
-            else:
+            if sparse:
                 h = h.clone()
                 run = z[:, i].nonzero().squeeze(1)
                 if len(run):
                     h[run] = h[run] + block(h[run])
-        return self.backbone.head(h), z, probs, log_probs
+            else:
+                h = h + z[:, i].view(-1, 1, 1) * block(h)
+        return ModelOutput(
+            self.backbone.head(h),
+            decisions={"gates": z},
+            executed=z if sparse else None,
+            extras={"probs": probs, "log_probs": log_probs},
+        )
 
 
 def blockdrop_reward(correct: torch.Tensor, usage: torch.Tensor, penalty: float) -> torch.Tensor:

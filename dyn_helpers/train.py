@@ -97,9 +97,6 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.T
     model.eval()
     device = next(model.parameters()).device
     outputs = [model(batch.to(device)) for batch in torch.split(x, batch_size)]
-    first = outputs[0]
-    if isinstance(first, list | tuple) and first and all(isinstance(t, torch.Tensor) for t in first):
-        return [torch.cat(parts).cpu() for parts in zip(*outputs, strict=True)]
     joined = concat(outputs)
     return joined.cpu() if isinstance(joined, torch.Tensor) else joined.detach()
 

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from dyn_helpers.attention import AttentionCNN, SpatialAttention, SqueezeExcitation, rescaled_weight
 from dyn_helpers.early_exit import StaticCNN
 from dyn_helpers.measure import count_flops
+from dyn_helpers.outputs import ModelOutput
 
 
 def test_rescaling_the_output_channels_equals_convolving_with_rescaled_filters():
@@ -30,6 +31,9 @@ def test_squeeze_excitation_scales_each_channel_by_a_weight_in_0_1():
     weights = se.weights(x)
     assert weights.shape == (5, 8) and bool(((weights > 0) & (weights < 1)).all())
     assert torch.allclose(se(x), x * weights[:, :, None])
+    assert torch.equal(se(x, torch.ones(5, 8)), x)
+    with pytest.raises(ValueError, match="weights"):
+        se(x, torch.ones(5, 20))
 
 
 def test_spatial_attention_scales_each_position_by_a_weight_in_0_1():
@@ -38,6 +42,9 @@ def test_spatial_attention_scales_each_position_by_a_weight_in_0_1():
     weights = attend.weights(x)
     assert weights.shape == (5, 20) and bool(((weights > 0) & (weights < 1)).all())
     assert torch.allclose(attend(x), x * weights[:, None, :])
+    assert torch.equal(attend(x, torch.ones(5, 20)), x)
+    with pytest.raises(ValueError, match="weights"):
+        attend(x, torch.ones(5, 8))
 
 
 def test_attention_adds_only_the_flops_of_its_small_layers():
@@ -49,12 +56,28 @@ def test_attention_adds_only_the_flops_of_its_small_layers():
     assert spatial == static + 2 * (2 * 2 * 7 * 40)  # one 2 -> 1 conv of kernel 7 per block
 
 
-def test_attention_weights_come_one_tensor_per_block():
-    model = AttentionCNN("se", (8, 6))
-    weights = model.attention_weights(torch.randn(4, 1, 40))
-    assert [w.shape for w in weights] == [(4, 8), (4, 6)]
-    weights = AttentionCNN("spatial", (8, 6)).attention_weights(torch.randn(4, 1, 40))
-    assert [w.shape for w in weights] == [(4, 40), (4, 40)]
+def test_attention_cnn_returns_logits_and_each_blocks_attention_weights():
+    x = torch.randn(4, 1, 40)
+    output = AttentionCNN("se", (8, 6)).eval()(x)
+    assert isinstance(output, ModelOutput) and output.executed is None
+    assert output.logits.shape == (4, 10)
+    assert {k: v.shape for k, v in output.decisions.items()} == {"attention_1": (4, 8), "attention_2": (4, 6)}
+    output = AttentionCNN("spatial", (8, 6)).eval()(x)
+    assert {k: v.shape for k, v in output.decisions.items()} == {
+        "attention_1": (4, 40),
+        "attention_2": (4, 40),
+    }
+
+
+def test_the_decisions_are_the_weights_each_attention_module_applied():
+    model = AttentionCNN("se", (8, 6)).eval()
+    x = torch.randn(4, 1, 40)
+    with torch.no_grad():
+        output = model(x)
+        h = model.blocks[0](x)
+        assert torch.equal(output.decisions["attention_1"], model.attention[0].weights(h))
+        h = model.blocks[1](model.attention[0](h))
+        assert torch.equal(output.decisions["attention_2"], model.attention[1].weights(h))
 
 
 def test_bad_arguments_are_rejected():

@@ -4,6 +4,12 @@ import torch
 from dyn_helpers.channel_gating import ChannelGatedCNN, GatedConvBlock, channel_usage, top_k_gate
 from dyn_helpers.early_exit import StaticCNN
 from dyn_helpers.measure import count_flops
+from dyn_helpers.outputs import ModelOutput
+
+
+def _sparse(model: ChannelGatedCNN) -> ChannelGatedCNN:
+    model.execution = "sparse"
+    return model
 
 
 def _model(**kwargs) -> ChannelGatedCNN:
@@ -49,14 +55,41 @@ def test_an_ungated_first_block_keeps_every_channel():
     assert channel_usage(model, torch.randn(5, 1, 40))[0].all()
 
 
-def test_executing_only_the_active_channels_gives_the_dense_logits():
+def test_dense_execution_reports_the_kept_channels_and_each_blocks_gate():
+    model = _model()
+    output = model(torch.randn(5, 1, 40))
+    assert isinstance(output, ModelOutput) and output.executed is None
+    gates = output.extras["gates"]
+    assert [gate.shape for gate in gates] == [(5, 8)] * 3
+    assert torch.equal(output.decisions["channels"], torch.cat([gate > 0 for gate in gates], dim=1))
+
+
+def test_sparse_execution_gives_the_dense_logits_and_decisions():
     for gate_first in (True, False):
         model = _model(gate_first=gate_first)
         x = torch.randn(6, 1, 40)
         with torch.no_grad():
             dense = model(x)
-            executed = torch.cat([model.forward_executed(x[i : i + 1]) for i in range(len(x))])
-        assert torch.allclose(dense, executed, atol=1e-5)
+            sparse = _sparse(model)(x)
+        assert torch.allclose(dense.logits, sparse.logits, atol=1e-5)
+        assert torch.equal(dense.decisions["channels"], sparse.decisions["channels"])
+
+
+def test_sparse_execution_reports_the_channels_it_computed():
+    model = _sparse(_model(gate_first=False))
+    output = model(torch.randn(4, 1, 40))
+    first, rest = output.executed[:, :8], output.executed[:, 8:]
+    assert first.all() and rest.sum(dim=1).tolist() == [2 * 4] * 4
+    assert not (output.decisions["channels"] & ~output.executed).any()
+
+
+def test_the_execution_mode_is_checked_when_set():
+    model = _model()
+    with pytest.raises(ValueError, match="execution"):
+        model.execution = "fast"
+    with pytest.raises(ValueError, match="execution"):
+        ChannelGatedCNN((8,), execution="executed")
+    assert ChannelGatedCNN((8,), execution="sparse").execution == "sparse"
 
 
 def test_executed_flops_count_only_active_input_times_active_output_channels():
@@ -65,27 +98,29 @@ def test_executed_flops_count_only_active_input_times_active_output_channels():
     convs = 2 * k * 1 * kernel * length + 2 * (2 * k * k * kernel * length)
     predictors = 2 * width * 1 + 2 * (2 * width * k)
     head = 2 * classes * k * length
-    assert count_flops(model.forward_executed, torch.randn(1, 1, 40)) == convs + predictors + head
+    assert count_flops(_sparse(model), torch.randn(1, 1, 40)) == convs + predictors + head
 
 
 def test_keeping_every_channel_costs_the_static_network_plus_the_predictors():
-    model = ChannelGatedCNN((8, 8), keep=1.0).eval()
+    model = ChannelGatedCNN((8, 8), keep=1.0, execution="sparse").eval()
     static = count_flops(StaticCNN(2, widths=(8, 8)), torch.randn(1, 1, 40))
-    assert count_flops(model.forward_executed, torch.randn(1, 1, 40)) == static + 2 * 8 * 1 + 2 * 8 * 8
+    assert count_flops(model, torch.randn(1, 1, 40)) == static + 2 * 8 * 1 + 2 * 8 * 8
 
 
-def test_forward_executed_needs_one_input_in_eval_mode():
-    model = _model()
-    with pytest.raises(ValueError, match="batch size 1"):
-        model.forward_executed(torch.randn(2, 1, 40))
+def test_sparse_execution_runs_each_input_alone_and_only_in_eval_mode():
+    model = _sparse(_model())
+    x = torch.randn(3, 1, 40)
+    with torch.no_grad():
+        alone = torch.cat([model(x[i : i + 1]).logits for i in range(3)])
+    assert torch.equal(model(x).logits, alone)
     model.train()
     with pytest.raises(RuntimeError, match="eval"):
-        model.forward_executed(torch.randn(1, 1, 40))
+        model(x)
 
 
 def test_gradients_reach_the_saliency_predictor_through_the_kept_channels():
     model = _model().train()
-    model(torch.randn(4, 1, 40)).sum().backward()
+    model(torch.randn(4, 1, 40)).logits.sum().backward()
     assert all(block.saliency.weight.grad.abs().sum() > 0 for block in model.blocks)
 
 

@@ -15,7 +15,7 @@ from dyn_helpers.decisions import (
     threshold_for_budget,
     top2_margin,
 )
-from dyn_helpers.early_exit import exits_at_threshold
+from dyn_helpers.early_exit import MultiExitCNN, exits_at_threshold
 
 
 def logits_of(probabilities: list[list[list[float]]]) -> torch.Tensor:
@@ -49,6 +49,19 @@ def test_max_probability_is_the_early_exit_rule_of_chapter_2():
     for threshold in (0.0, 0.3, 0.7, 1.0):
         expected = exits_at_threshold(list(logits), threshold)
         assert torch.equal(exits_max_probability(logits, threshold), expected)
+
+
+def test_the_rules_take_the_exit_logits_a_multi_exit_model_returns():
+    torch.manual_seed(0)
+    model = MultiExitCNN(widths=(8, 8, 8), length=12).eval()
+    x = torch.randn(30, 1, 12) * 3
+    with torch.no_grad():
+        exit_logits = model(x).extras["exit_logits"]
+        model.exit_threshold = 0.2
+        exits = model(x).decisions["exit"]
+    assert torch.equal(exits_max_probability(exit_logits, 0.2), exits)
+    with pytest.raises(TypeError, match="exit_logits"):
+        exits_margin(model(x), 0.5)
 
 
 def test_margin_is_the_gap_between_the_two_most_probable_classes():

@@ -14,47 +14,78 @@ from dyn_helpers.early_exit import (
     weighted_exit_loss,
 )
 from dyn_helpers.measure import count_flops, flops_per_sample
+from dyn_helpers.outputs import ModelOutput
 
 
 @pytest.fixture
 def model():
+    """A small multi-exit CNN whose exits are sure enough for inputs to leave at each of them."""
     torch.manual_seed(0)
-    return MultiExitCNN(widths=(8, 8, 8), length=12).eval()
+    model = MultiExitCNN(widths=(8, 8, 8), length=12).eval()
+    with torch.no_grad():
+        for head in model.exits:
+            head.weight.mul_(10)
+    return model
 
 
-def test_multi_exit_model_returns_one_logit_tensor_per_exit(model):
-    outputs = model(torch.randn(5, 1, 12))
-    assert [tuple(o.shape) for o in outputs] == [(5, 10)] * 3
-    assert len(model(torch.randn(5, 1, 12), n_exits=2)) == 2
+def exits_output(exit_logits: list[torch.Tensor]) -> ModelOutput:
+    """What a MultiExitCNN returns without a threshold, for the given exits' logits."""
+    return ModelOutput(exit_logits[-1], extras={"exit_logits": exit_logits})
+
+
+def test_the_model_answers_with_its_last_exit_and_reports_every_exit():
+    torch.manual_seed(0)
+    model = MultiExitCNN(widths=(8, 8, 8), length=12)
+    output = model(torch.randn(5, 1, 12))
+    assert isinstance(output, ModelOutput) and model.exit_threshold is None
+    assert [tuple(o.shape) for o in output.extras["exit_logits"]] == [(5, 10)] * 3
+    assert output.logits is output.extras["exit_logits"][-1]
+    assert output.decisions == {} and output.executed is None
 
 
 def test_threshold_zero_answers_at_the_first_exit_and_one_at_the_last(model):
-    x = torch.randn(1, 1, 12)
-    assert model.forward_early_exit(x, 0.0)[1] == 1
-    assert model.forward_early_exit(x, 1.0)[1] == model.depth
+    x = torch.randn(4, 1, 12)
+    model.exit_threshold = 0.0
+    first = model(x)
+    model.exit_threshold = 1.0
+    last = model(x)
+    assert first.decisions["exit"].tolist() == [1] * 4
+    assert last.decisions["exit"].tolist() == [model.depth] * 4
+    assert first.executed.tolist() == [[1, 0, 0]] * 4 and last.executed.tolist() == [[1, 1, 1]] * 4
+    model.exit_threshold = None
+    assert torch.equal(model(x).logits, last.logits)
 
 
-def test_batched_rule_matches_one_input_at_a_time(model):
+def test_early_exiting_answers_with_the_exit_each_input_stopped_at(model):
     x = torch.randn(40, 1, 12) * 3
     with torch.no_grad():
-        logits = model(x)
-        for threshold in (0.12, 0.2, 0.5):
-            exits = exits_at_threshold(logits, threshold)
-            predictions = early_exit_predictions(logits, exits)
-            for i in range(len(x)):
-                one_logits, k = model.forward_early_exit(x[i : i + 1], threshold)
-                assert k == exits[i].item()
-                assert one_logits.argmax().item() == predictions[i].item()
+        exit_logits = model(x).extras["exit_logits"]
+        for threshold in (0.5, 0.7, 0.9):
+            exits = exits_at_threshold(exit_logits, threshold)
+            assert 1 < len(exits.unique())  # a mix of exits, so the rows really split
+            model.exit_threshold = threshold
+            batch = model(x)
+            assert torch.equal(batch.decisions["exit"], exits)
+            assert torch.equal(batch.logits.argmax(1), early_exit_predictions(exit_logits, exits))
+            assert torch.equal(batch.executed, model.paths[exits])
+            for i in range(len(x)):  # one input at a time: the same exits and the same answers
+                one = model(x[i : i + 1])
+                assert one.decisions["exit"].item() == exits[i].item()
+                assert torch.allclose(one.logits[0], batch.logits[i], atol=1e-5)
+            model.exit_threshold = None
 
 
 def test_an_input_is_charged_the_flops_of_the_exit_it_stopped_at(model):
     x = torch.randn(30, 1, 12) * 3
     costs = exit_flops(model, x[:1])
     assert costs == sorted(costs) and len(set(costs)) == model.depth
-    counted = flops_per_sample(lambda inp: model.forward_early_exit(inp, 0.15)[0], x)
     with torch.no_grad():
-        exits = exits_at_threshold(model(x), 0.15)
+        exits = exits_at_threshold(model(x).extras["exit_logits"], 0.7)
+    assert len(exits.unique()) == model.depth
+    model.exit_threshold = 0.7
+    counted = flops_per_sample(model, x)
     assert counted.tolist() == [costs[k - 1] for k in exits.tolist()]
+    assert count_flops(model, x) == sum(counted.tolist())  # a batch runs only what its inputs need
 
 
 def test_static_twin_costs_its_blocks_and_one_head():
@@ -64,24 +95,39 @@ def test_static_twin_costs_its_blocks_and_one_head():
     assert count_flops(static, x) == exit_flops(multi, x)[1] - head
 
 
-def test_summed_loss_adds_the_cross_entropy_of_every_exit():
+def test_the_summed_loss_adds_the_cross_entropy_of_every_exit():
     y = torch.tensor([0, 1])
     a, b = torch.randn(2, 10), torch.randn(2, 10)
-    expected = torch.nn.functional.cross_entropy(a, y) + torch.nn.functional.cross_entropy(b, y)
-    assert torch.allclose(summed_exit_loss([a, b], y), expected)
+    expected = F.cross_entropy(a, y) + F.cross_entropy(b, y)
+    assert torch.allclose(summed_exit_loss(exits_output([a, b]), y), expected)
+
+
+def test_the_losses_read_every_exit_from_the_models_output(model):
+    x, y = torch.randn(4, 1, 12), torch.tensor([0, 1, 2, 3])
+    output = model(x)
+    expected = sum(F.cross_entropy(logits, y) for logits in output.extras["exit_logits"])
+    assert torch.equal(summed_exit_loss(output, y), expected)
+    with pytest.raises(TypeError, match="ModelOutput"):
+        summed_exit_loss(output.extras["exit_logits"], y)
+    model.exit_threshold = 0.5
+    with pytest.raises(ValueError, match="exit_threshold None"):
+        summed_exit_loss(model(x), y)
 
 
 @pytest.mark.parametrize("threshold", [-0.1, 1.5])
 def test_thresholds_outside_the_unit_interval_are_rejected(model, threshold):
     with pytest.raises(ValueError, match="threshold"):
-        model.forward_early_exit(torch.randn(1, 1, 12), threshold)
+        model.exit_threshold = threshold
+    with pytest.raises(ValueError, match="threshold"):
+        MultiExitCNN(widths=(8,), length=12, exit_threshold=threshold)
     with pytest.raises(ValueError, match="threshold"):
         exits_at_threshold([torch.randn(2, 10)], threshold)
 
 
-def test_early_exit_needs_one_input_at_a_time(model):
-    with pytest.raises(ValueError, match="batch size 1"):
-        model.forward_early_exit(torch.randn(2, 1, 12), 0.5)
+def test_the_batched_rules_take_the_list_of_exit_logits_not_the_output(model):
+    output = model(torch.randn(3, 1, 12))
+    with pytest.raises(TypeError, match="exit_logits"):
+        exits_at_threshold(output, 0.5)
 
 
 @pytest.mark.parametrize("depth", [0, 5, 2.0, True])
@@ -91,42 +137,43 @@ def test_impossible_static_depths_are_rejected(depth):
 
 
 def test_empty_outputs_and_widths_are_rejected():
-    with pytest.raises(ValueError, match="at least one exit"):
-        summed_exit_loss([], torch.tensor([0]))
+    with pytest.raises(ValueError, match="every exit's logits"):
+        summed_exit_loss(ModelOutput(torch.randn(1, 10)), torch.tensor([0]))
     with pytest.raises(ValueError, match="widths"):
         MultiExitCNN(widths=())
 
 
 def test_weighted_loss_with_unit_weights_is_the_summed_loss():
     y = torch.tensor([1, 2, 3])
-    outputs = [torch.randn(3, 10) for _ in range(3)]
-    assert torch.allclose(weighted_exit_loss(outputs, y, [1.0, 1.0, 1.0]), summed_exit_loss(outputs, y))
-    assert torch.allclose(weighted_exit_loss(outputs, y, [0.0, 0.0, 2.0]), 2 * F.cross_entropy(outputs[2], y))
+    output = exits_output([torch.randn(3, 10) for _ in range(3)])
+    assert torch.allclose(weighted_exit_loss(output, y, [1.0, 1.0, 1.0]), summed_exit_loss(output, y))
+    last = output.extras["exit_logits"][2]
+    assert torch.allclose(weighted_exit_loss(output, y, [0.0, 0.0, 2.0]), 2 * F.cross_entropy(last, y))
 
 
 @pytest.mark.parametrize("weights", [[1.0], [1.0, -1.0]])
 def test_weighted_loss_rejects_bad_weights(weights):
     with pytest.raises(ValueError, match="weights"):
-        weighted_exit_loss([torch.randn(2, 10)] * 2, torch.tensor([0, 1]), weights)
+        weighted_exit_loss(exits_output([torch.randn(2, 10)] * 2), torch.tensor([0, 1]), weights)
 
 
 def test_distilled_loss_without_distillation_is_the_summed_loss():
     y = torch.tensor([0, 4])
-    outputs = [torch.randn(2, 10) for _ in range(3)]
-    assert torch.allclose(distilled_exit_loss(outputs, y, alpha=0.0), summed_exit_loss(outputs, y))
+    output = exits_output([torch.randn(2, 10) for _ in range(3)])
+    assert torch.allclose(distilled_exit_loss(output, y, alpha=0.0), summed_exit_loss(output, y))
 
 
 def test_distilled_loss_is_the_cross_entropy_of_the_last_exit_when_students_agree_with_it():
     y = torch.tensor([0, 4])
     last = torch.randn(2, 10)
-    loss = distilled_exit_loss([last.clone(), last], y, temperature=2.0, alpha=1.0)
+    loss = distilled_exit_loss(exits_output([last.clone(), last]), y, temperature=2.0, alpha=1.0)
     assert torch.allclose(loss, F.cross_entropy(last, y), atol=1e-6)
 
 
 def test_distillation_does_not_move_the_teacher():
     teacher = torch.randn(2, 10, requires_grad=True)
     student = torch.randn(2, 10, requires_grad=True)
-    distilled_exit_loss([student, teacher], torch.tensor([0, 1]), alpha=1.0).backward()
+    distilled_exit_loss(exits_output([student, teacher]), torch.tensor([0, 1]), alpha=1.0).backward()
     assert torch.allclose(
         teacher.grad, torch.autograd.grad(F.cross_entropy(teacher, torch.tensor([0, 1])), teacher)[0]
     )
@@ -137,4 +184,4 @@ def test_distillation_does_not_move_the_teacher():
 )
 def test_distilled_loss_rejects_bad_arguments(kwargs, name):
     with pytest.raises(ValueError, match=name):
-        distilled_exit_loss([torch.randn(2, 10)], torch.tensor([0, 1]), **kwargs)
+        distilled_exit_loss(exits_output([torch.randn(2, 10)]), torch.tensor([0, 1]), **kwargs)

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from dyn_helpers.halting import ACTResidualCNN, halting_weights, ponder_loss
+from dyn_helpers.outputs import ModelOutput
 
 
 def test_halting_weights_stop_at_the_first_block_reaching_one_minus_epsilon():
@@ -37,13 +38,22 @@ def test_the_remainder_carries_the_gradient_of_the_ponder_cost():
     assert scores.grad.tolist() == [[-1.0, -1.0, 0.0, 0.0]]
 
 
-def test_act_network_returns_logits_ponder_cost_and_steps():
+def test_act_network_returns_logits_steps_blocks_run_and_ponder_cost():
     torch.manual_seed(0)
     model = ACTResidualCNN(3, 8).eval()
-    logits, ponder, steps = model(torch.randn(5, 1, 40))
-    assert logits.shape == (5, 10)
+    output = model(torch.randn(5, 1, 40))
+    steps, ponder = output.decisions["steps"], output.extras["ponder"]
+    assert isinstance(output, ModelOutput) and output.logits.shape == (5, 10)
     assert ((steps >= 1) & (steps <= 3)).all()
     assert torch.all(ponder >= steps) and torch.all(ponder <= steps + 1)
+    assert torch.equal(output.executed, torch.arange(3) < steps[:, None])
+
+
+def test_in_training_every_block_runs_on_every_input():
+    torch.manual_seed(0)
+    output = ACTResidualCNN(3, 8).train()(torch.randn(5, 1, 40))
+    assert output.executed is None
+    assert output.extras["ponder"].requires_grad
 
 
 def test_a_negative_halting_bias_runs_every_block_and_a_positive_one_halts_after_the_first():
@@ -53,7 +63,7 @@ def test_a_negative_halting_bias_runs_every_block_and_a_positive_one_halts_after
         model = ACTResidualCNN(4, 8, halting_bias=bias).eval()
         for unit in model.halt:
             torch.nn.init.zeros_(unit.weight)
-        assert model(x)[2].tolist() == [expected] * 6
+        assert model(x).decisions["steps"].tolist() == [expected] * 6
 
 
 def test_in_evaluation_a_halted_input_runs_no_further_block():
@@ -65,8 +75,10 @@ def test_in_evaluation_a_halted_input_runs_no_further_block():
     for block in model.blocks:
         block.register_forward_hook(lambda module, args, out: seen.append(len(args[0])))
     x = torch.randn(32, 1, 40) * torch.linspace(0.1, 5, 32).view(-1, 1, 1)  # inputs of many scales
-    _, _, steps = model(x)
+    output = model(x)
+    steps = output.decisions["steps"]
     ran = [int((steps > block).sum()) for block in range(4)]
+    assert output.executed.sum(dim=0).tolist() == ran
     assert seen == [n for n in ran if n > 0]
     assert len(set(steps.tolist())) > 1
 
@@ -84,17 +96,17 @@ def test_evaluation_and_training_modes_agree_when_batch_norm_is_fixed():
         if isinstance(module, torch.nn.BatchNorm1d):
             module.eval()
     got = model(x)
-    assert torch.equal(got[2], expected[2])
-    assert torch.allclose(got[0], expected[0], atol=1e-5)
-    assert torch.allclose(got[1], expected[1], atol=1e-6)
+    assert torch.equal(got.decisions["steps"], expected.decisions["steps"])
+    assert torch.allclose(got.logits, expected.logits, atol=1e-5)
+    assert torch.allclose(got.extras["ponder"], expected.extras["ponder"], atol=1e-6)
 
 
 def test_ponder_loss_adds_tau_times_the_mean_ponder_cost():
     logits = torch.zeros(2, 10)
     y = torch.tensor([0, 1])
-    ponder = torch.tensor([2.5, 3.5])
-    base = ponder_loss(0.0)((logits, ponder, None), y)
-    assert ponder_loss(0.1)((logits, ponder, None), y).item() == pytest.approx(base.item() + 0.3)
+    output = ModelOutput(logits, extras={"ponder": torch.tensor([2.5, 3.5])})
+    base = ponder_loss(0.0)(output, y)
+    assert ponder_loss(0.1)(output, y).item() == pytest.approx(base.item() + 0.3)
 
 
 @pytest.mark.parametrize("bad", [0.0, 1.0, -0.1, True, "0.01"])

@@ -125,18 +125,28 @@ def test_moe_loss_adds_the_weighted_balancing_loss_to_cross_entropy():
     model = MoEClassifier(4, 1, width=4, d_model=8, d_hidden=8)
     x, y = torch.randn(6, 1, 40), torch.randint(0, 10, (6,))
     out = model(x)
-    ce = F.cross_entropy(out[0], y)
+    ce = F.cross_entropy(out.logits, y)
+    balance = switch_balancing_loss(out.extras["router_probs"], out.decisions["experts"])
     assert torch.allclose(moe_loss(0)(out, y), ce)
-    assert torch.allclose(moe_loss(0.5)(out, y), ce + 0.5 * switch_balancing_loss(out[1], out[2]))
+    assert torch.allclose(moe_loss(0.5)(out, y), ce + 0.5 * balance)
     with pytest.raises(ValueError, match="balance_weight"):
         moe_loss(-0.1)
+
+
+def test_classifier_reports_its_experts_what_ran_and_the_router_probabilities():
+    moe = MoEClassifier(8, 2, width=8).eval()
+    output = moe(torch.randn(5, 1, 40))
+    experts, probs = output.decisions["experts"], output.extras["router_probs"]
+    assert output.logits.shape == (5, 10) and probs.shape == (5, 8) and experts.shape == (5, 2)
+    assert torch.equal(experts, probs.topk(2, dim=1).indices)
+    assert output.executed.shape == (5, 8) and output.executed.sum(dim=1).tolist() == [2] * 5
+    assert torch.equal(output.executed.gather(1, experts), torch.ones(5, 2, dtype=torch.bool))
 
 
 def test_classifier_and_its_dense_twin_cost_the_same_but_the_router():
     x = torch.randn(2, 1, 40)
     moe, dense = MoEClassifier(8, 1, width=8), DenseClassifier(width=8)
-    logits, probs, experts = moe(x)
-    assert logits.shape == (2, 10) and probs.shape == (2, 8) and experts.shape == (2, 1)
+    assert isinstance(dense(x), torch.Tensor)
     assert count_flops(moe, x[:1]) - count_flops(dense, x[:1]) == 2 * 32 * 8
 
 

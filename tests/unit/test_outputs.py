@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from dyn_helpers.outputs import ModelOutput, as_output, concat, logits_of
+from dyn_helpers.outputs import Mode, ModelOutput, as_output, concat, logits_of
 
 
 def _output(n: int, ponder: float) -> ModelOutput:
@@ -47,3 +47,18 @@ def test_detach_cuts_the_graph():
     logits = torch.randn(2, 3, requires_grad=True)
     out = ModelOutput(logits * 2, extras={"probs": logits.sigmoid()}).detach()
     assert not out.logits.requires_grad and not out.extras["probs"].requires_grad
+
+
+class _Switchable:
+    execution = Mode("dense", "sparse")
+
+    def __init__(self, execution: str = "dense") -> None:
+        self.execution = execution
+
+
+def test_a_mode_is_an_attribute_checked_against_its_choices():
+    model = _Switchable()
+    model.execution = "sparse"
+    assert model.execution == "sparse" and _Switchable.execution.choices == ("dense", "sparse")
+    with pytest.raises(ValueError, match="execution must be one of"):
+        model.execution = "fast"

@@ -51,9 +51,9 @@ def test_keeping_every_block_gives_the_static_backbone_output():
     model = _model().eval()
     model.threshold_logit = -100.0
     x = torch.randn(6, 1, 40)
-    logits, plan, _, _ = model(x)
-    assert torch.equal(plan, torch.ones(6, 3))
-    assert torch.allclose(logits, model.backbone.eval()(x)[0], atol=1e-6)
+    output = model(x)
+    assert torch.equal(output.decisions["gates"], torch.ones(6, 3))
+    assert torch.allclose(output.logits, model.backbone.eval()(x), atol=1e-6)
 
 
 def test_evaluation_plan_thresholds_the_logits_and_costs_only_the_kept_blocks():
@@ -62,8 +62,9 @@ def test_evaluation_plan_thresholds_the_logits_and_costs_only_the_kept_blocks():
         model.policy.logits.bias.copy_(torch.tensor([3.0, -3.0, 3.0]))
     model.eval()
     x = torch.randn(4, 1, 40)
-    plan = model(x)[1]
-    assert torch.equal(plan, torch.tensor([[1.0, 0.0, 1.0]]).expand(4, 3))
+    output = model(x)
+    assert torch.equal(output.decisions["gates"], torch.tensor([[1.0, 0.0, 1.0]]).expand(4, 3))
+    assert torch.equal(output.executed, output.decisions["gates"])
     two_blocks = copy.deepcopy(model)
     two_blocks.threshold_logit = -100.0
     del two_blocks.backbone.blocks[1]
@@ -74,11 +75,40 @@ def test_evaluation_plan_thresholds_the_logits_and_costs_only_the_kept_blocks():
 
 def test_training_plan_is_sampled_with_the_log_probability_of_the_sample():
     model = _model().train()
-    _, plan, probs, log_probs = model(torch.randn(500, 1, 40))
+    output = model(torch.randn(500, 1, 40))
+    plan, probs, log_probs = output.decisions["gates"], output.extras["probs"], output.extras["log_probs"]
     assert set(plan.unique().tolist()) <= {0.0, 1.0}
     assert 0.8 < plan.mean().item() < 0.95  # the policy starts keeping blocks with probability 0.88
     expected = torch.where(plan > 0, probs.log(), (1 - probs).log())
     assert torch.allclose(log_probs, expected, atol=1e-5)
+    assert output.executed is None  # training computes every block and masks it
+
+
+def test_masked_execution_gives_the_same_output_but_computes_every_block():
+    model = _model()
+    with torch.no_grad():
+        model.policy.logits.bias.copy_(torch.tensor([3.0, -3.0, 3.0]))
+    model.eval()
+    x = torch.randn(4, 1, 40)
+    sparse = model(x)
+    model.execution = "masked"
+    masked = model(x)
+    assert masked.executed is None and torch.equal(masked.decisions["gates"], sparse.decisions["gates"])
+    assert torch.allclose(masked.logits, sparse.logits, atol=1e-6)
+    every_block = count_flops(model.policy, x[:1]) + count_flops(model.backbone, x[:1])
+    assert count_flops(model, x[:1]) == every_block
+
+
+def test_modes_are_checked_when_set():
+    model = _model()
+    with pytest.raises(ValueError, match="execution"):
+        model.execution = "dense"
+    with pytest.raises(ValueError, match="threshold_logit"):
+        model.threshold_logit = float("nan")
+    with pytest.raises(ValueError, match="threshold_logit"):
+        PolicyDrivenCNN(model.backbone, model.policy, threshold_logit="high")
+    model.threshold_logit = 1
+    assert model.threshold_logit == 1.0 and model.execution == "sparse"
 
 
 def test_blockdrop_reward_pays_for_fewer_blocks_when_correct_and_penalises_mistakes():

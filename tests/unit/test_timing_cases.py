@@ -10,6 +10,7 @@ import torch
 
 import dyn_helpers
 from dyn_helpers.measure import TIMING_CASES, TimingCase
+from dyn_helpers.outputs import ModelOutput, as_output
 
 CHAPTERS = Path(__file__).resolve().parents[2] / "chapters"
 
@@ -44,8 +45,7 @@ def test_every_chapter_with_a_gpu_section_has_cases(chapter):
 
 
 def _is_output(output: object) -> bool:
-    first = output[0] if isinstance(output, tuple | list) and output else output
-    return isinstance(first, torch.Tensor)
+    return isinstance(output, torch.Tensor | ModelOutput)
 
 
 @pytest.mark.parametrize("chapter", sorted(TIMING_CASES))
@@ -60,23 +60,21 @@ def test_cases_build_and_run_on_the_cpu(chapter):
                 assert _is_output(output), f"{chapter}/{name} at batch {batch_size} returned {type(output)}"
 
 
-def _decisions(chapter: str, name: str) -> torch.Tensor:
+def _output(chapter: str, name: str) -> ModelOutput:
     case = TIMING_CASES[chapter](torch.device("cpu"))[name]
     with torch.no_grad():
-        return case.fn(case.inputs[:32])[1]
+        return as_output(case.fn(case.inputs[:32]))
 
 
 @pytest.mark.parametrize("chapter", ["layer_skipping", "efficiency_losses", "blockdrop"])
 def test_forced_paths_run_every_block_or_none(chapter):
     prefix = "policy" if chapter == "blockdrop" else "gated"
-    assert bool((_decisions(chapter, f"{prefix}_all_blocks") == 1).all())
-    assert bool((_decisions(chapter, f"{prefix}_no_blocks") == 0).all())
+    assert bool((_output(chapter, f"{prefix}_all_blocks").executed == 1).all())
+    assert bool((_output(chapter, f"{prefix}_no_blocks").executed == 0).all())
 
 
 def test_act_halts_after_the_first_block_or_the_last():
-    cases = TIMING_CASES["halting"](torch.device("cpu"))
-    with torch.no_grad():
-        first, all_blocks = (
-            cases[n].fn(cases[n].inputs[:32])[2] for n in ("act_first_block", "act_all_blocks")
-        )
+    first, all_blocks = (
+        _output("halting", n).decisions["steps"] for n in ("act_first_block", "act_all_blocks")
+    )
     assert bool((first == 1).all()) and bool((all_blocks == 4).all())

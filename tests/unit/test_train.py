@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from dyn_helpers.data import Split, digits
+from dyn_helpers.outputs import ModelOutput
 from dyn_helpers.train import evaluate, fit, loss_and_accuracy, predict
 
 
@@ -30,17 +31,35 @@ def test_training_is_deterministic_for_a_seed():
     assert torch.equal(runs[0], runs[1])
 
 
-def test_predict_concatenates_each_exit_of_a_multi_output_model():
+def test_predict_joins_a_dynamic_models_outputs_batch_by_batch():
     class TwoExits(nn.Module):
         def __init__(self):
             super().__init__()
-            self.a, self.b = nn.Linear(3, 2), nn.Linear(3, 4)
+            self.a, self.b = nn.Linear(3, 2), nn.Linear(3, 2)
 
         def forward(self, x):
-            return [self.a(x), self.b(x)]
+            first, last = self.a(x), self.b(x)
+            return ModelOutput(
+                last, decisions={"exit": x.new_ones(len(x))}, extras={"exit_logits": [first, last]}
+            )
 
-    outputs = predict(TwoExits(), torch.randn(10, 3), batch_size=3)
-    assert [tuple(o.shape) for o in outputs] == [(10, 2), (10, 4)]
+    output = predict(TwoExits(), torch.randn(10, 3), batch_size=3)
+    assert isinstance(output, ModelOutput) and output.logits.shape == (10, 2)
+    assert [tuple(o.shape) for o in output.extras["exit_logits"]] == [(10, 2), (10, 2)]
+    assert output.decisions["exit"].shape == (10,) and not output.logits.requires_grad
+
+
+def test_a_model_returning_a_list_is_refused():
+    class Listing(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(3, 2)
+
+        def forward(self, x):
+            return [self.a(x)]
+
+    with pytest.raises(TypeError, match="ModelOutput"):
+        predict(Listing(), torch.randn(4, 3))
 
 
 def test_loss_and_accuracy_of_perfect_logits():
