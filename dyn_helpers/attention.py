@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from dyn_helpers.early_exit import ExitHead, StaticCNN, conv_stack
+from dyn_helpers.layers import ExitHead, StaticCNN, conv_stack
 from dyn_helpers.measure import TimingCase, timing_cases
 from dyn_helpers.outputs import ModelOutput
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dyn_helpers.early_exit import ExitHead, StaticCNN, conv_block
+from dyn_helpers.layers import ExitHead, StaticCNN, conv_block
 from dyn_helpers.measure import TimingCase, count_flops, timing_cases
 from dyn_helpers.outputs import Mode, ModelOutput
 
@@ -96,7 +96,7 @@ class CondConvCNN(nn.Module):
     (N, depth - 1, n_kernels), the mixing weights of each CondConv layer in layer order;
     everything runs (`executed` is None). Mode `mixing` sets every CondConv layer's mode.
     The first block stays static: averaged over positions, a one-channel input gives the router
-    a single number. Compare with `early_exit.StaticCNN` of near-equal FLOPs.
+    a single number. Compare with `layers.StaticCNN` of near-equal FLOPs.
     """
 
     def __init__(

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dyn_helpers.early_exit import ExitHead, conv_block
+from dyn_helpers.layers import ExitHead, add_residual_on_rows, conv_block
 from dyn_helpers.measure import TimingCase, timing_cases
 from dyn_helpers.outputs import Mode, ModelOutput
 
@@ -234,10 +234,7 @@ class GatedResidualCNN(nn.Module):
         for block, gate in zip(self.blocks, self.gates, strict=True):
             decision, prob, log_prob = gate(x.mean(dim=-1))
             if sparse:
-                x = x.clone()
-                run = decision.nonzero().squeeze(1)
-                if len(run):
-                    x[run] = x[run] + block(x[run])
+                x = add_residual_on_rows(block, x, decision)
             else:
                 x = x + decision.view(-1, 1, 1) * block(x)
             decisions.append(decision)

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dyn_helpers.early_exit import ExitHead, conv_block
 from dyn_helpers.gates import GatedResidualCNN
+from dyn_helpers.layers import ExitHead, add_residual_on_rows, conv_block
 from dyn_helpers.measure import TimingCase, timing_cases
 from dyn_helpers.outputs import ModelOutput
 
@@ -104,11 +104,9 @@ class ACTResidualCNN(nn.Module):
             if self.training:
                 x = x + block(x)
             else:
-                x = x.clone()
-                run = running.nonzero().squeeze(1)
-                if len(run) == 0:
+                if not running.any():
                     break
-                x[run] = x[run] + block(x[run])
+                x = add_residual_on_rows(block, x, running)
             if i < len(self.blocks) - 1:
                 h = torch.sigmoid(halt(x.mean(dim=-1))).squeeze(1) * running
             else:  # the last block always halts: its unit is not needed

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dyn_helpers.gates import GatedResidualCNN
+from dyn_helpers.layers import add_residual_on_rows
 from dyn_helpers.measure import TimingCase, timing_cases
 from dyn_helpers.outputs import Mode, ModelOutput
 from dyn_helpers.skipping import SubsetCNN
@@ -119,10 +120,7 @@ class PolicyDrivenCNN(nn.Module):
         h = self.backbone.stem(x)
         for i, block in enumerate(self.backbone.blocks):
             if sparse:
-                h = h.clone()
-                run = z[:, i].nonzero().squeeze(1)
-                if len(run):
-                    h[run] = h[run] + block(h[run])
+                h = add_residual_on_rows(block, h, z[:, i])
             else:
                 h = h + z[:, i].view(-1, 1, 1) * block(h)
         return ModelOutput(

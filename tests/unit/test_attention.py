@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from dyn_helpers.attention import AttentionCNN, SpatialAttention, SqueezeExcitation, rescaled_weight
-from dyn_helpers.early_exit import StaticCNN
+from dyn_helpers.layers import StaticCNN
 from dyn_helpers.measure import count_flops
 from dyn_helpers.outputs import ModelOutput
 

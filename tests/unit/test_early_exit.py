@@ -5,7 +5,6 @@ import torch.nn.functional as F
 from dyn_helpers.early_exit import (
     BOOK_ARCHITECTURE,
     MultiExitCNN,
-    StaticCNN,
     distilled_exit_loss,
     early_exit_predictions,
     exit_flops,
@@ -13,6 +12,7 @@ from dyn_helpers.early_exit import (
     summed_exit_loss,
     weighted_exit_loss,
 )
+from dyn_helpers.layers import StaticCNN
 from dyn_helpers.measure import count_flops, flops_per_sample
 from dyn_helpers.outputs import ModelOutput
 

@@ -12,7 +12,7 @@ def notebook(*sources: str):
 
 def test_helper_modules_follow_imports_through_the_package() -> None:
     modules = fingerprint.helper_modules(["from dyn_helpers.policy import PolicyNetwork\nimport numpy"])
-    assert {"__init__", "policy", "gates", "early_exit", "measure", "devices"} <= set(modules)
+    assert {"__init__", "policy", "gates", "layers", "outputs", "measure", "devices"} <= set(modules)
     assert "moe" not in modules
 
 
