@@ -275,17 +275,22 @@ def target_rate_loss(rates: torch.Tensor, target: float) -> torch.Tensor:
     return ((rates.mean(dim=0) - target) ** 2).mean()
 
 
-@timing_cases("efficiency_losses")
-def _timing_cases(device: torch.device) -> dict[str, TimingCase]:
-    """The gated CNN with every gate open and every gate shut, and the static CNNs of 0 and 4 blocks."""
+def gated_timing_cases(
+    device: torch.device, width: int, static_blocks: tuple[int, ...]
+) -> dict[str, TimingCase]:
+    """GPU-suite cases of a gated chapter: the 4-block gated CNN of `width` with every gate open and
+    every gate shut, and the static CNNs of `static_blocks` blocks."""
     x = torch.randn(256, 1, 40)
-    gated_open, gated_shut = (GatedResidualCNN(4, 16, estimator="gumbel") for _ in range(2))
+    gated_open, gated_shut = (GatedResidualCNN(4, width, estimator="gumbel") for _ in range(2))
     for gate in gated_shut.gates:  # a new gate's weights are 0: its bias alone decides, for every input
         nn.init.constant_(gate.logit.bias, -2.0)
-    models = {
-        "gated_all_blocks": gated_open,
-        "gated_no_blocks": gated_shut,
-        "static_0_blocks": GatedResidualCNN(0, 16, estimator=None),
-        "static_4_blocks": GatedResidualCNN(4, 16, estimator=None),
-    }
+    models = {"gated_all_blocks": gated_open, "gated_no_blocks": gated_shut}
+    for blocks in static_blocks:
+        models[f"static_{blocks}_blocks"] = GatedResidualCNN(blocks, width, estimator=None)
     return {name: TimingCase(model.to(device).eval(), x) for name, model in models.items()}
+
+
+@timing_cases("efficiency_losses")
+def _timing_cases(device: torch.device) -> dict[str, TimingCase]:
+    """The chapter's gated CNN (width 16) and the static CNNs of 0 and 4 blocks."""
+    return gated_timing_cases(device, width=16, static_blocks=(0, 4))

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from dyn_helpers.data import Split
-from dyn_helpers.gates import GatedResidualCNN
+from dyn_helpers.gates import GatedResidualCNN, gated_timing_cases
 from dyn_helpers.measure import TimingCase, timing_cases
 from dyn_helpers.stats import entropy_bits, mutual_information_bits
 
@@ -173,15 +173,5 @@ def plan_class_dependence(
 
 @timing_cases("layer_skipping")
 def _timing_cases(device: torch.device) -> dict[str, TimingCase]:
-    """The gated CNN with every gate open and every gate shut, and the static CNNs of 3 and 4 blocks."""
-    x = torch.randn(256, 1, 40)
-    gated_open, gated_shut = (GatedResidualCNN(4, 32, estimator="gumbel") for _ in range(2))
-    for gate in gated_shut.gates:  # a new gate's weights are 0: its bias alone decides, for every input
-        nn.init.constant_(gate.logit.bias, -2.0)
-    models = {
-        "gated_all_blocks": gated_open,
-        "gated_no_blocks": gated_shut,
-        "static_3_blocks": GatedResidualCNN(3, 32, estimator=None),
-        "static_4_blocks": GatedResidualCNN(4, 32, estimator=None),
-    }
-    return {name: TimingCase(model.to(device).eval(), x) for name, model in models.items()}
+    """The chapter's gated CNN (width 32) and the static CNNs of 3 and 4 blocks."""
+    return gated_timing_cases(device, width=32, static_blocks=(3, 4))
