@@ -12,6 +12,16 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from dyn_helpers.checks import check_positive_ints
+
+# The geometry of the data the book's models read: one input's shape (no batch dimension) and the
+# number of classes. Constructors take their defaults from here; the loaders check their data.
+MNIST1D_SHAPE = (1, 40)
+MNIST1D_LENGTH = MNIST1D_SHAPE[-1]
+MNIST1D_CLASSES = 10
+DIGITS_SHAPE = (1, 8, 8)
+DIGITS_CLASSES = 10
+
 
 @dataclass(frozen=True)
 class Split:
@@ -68,6 +78,16 @@ def _split_indices(labels: np.ndarray, fractions: tuple[float, float], seed: int
     return tuple(np.sort(np.asarray(p)) for p in parts)
 
 
+def _check_geometry(name: str, x: np.ndarray, y: np.ndarray, shape: tuple, n_classes: int) -> None:
+    """Raise `RuntimeError` unless the inputs have `shape` and the labels are exactly 0 .. n_classes - 1."""
+    labels = np.unique(y).tolist()
+    if tuple(x.shape[1:]) != shape or labels != list(range(n_classes)):
+        raise RuntimeError(
+            f"{name} came with inputs of shape {tuple(x.shape[1:])} and labels {labels}, expected "
+            f"{shape} and 0 .. {n_classes - 1}: the generator changed, so the book's models no longer fit"
+        )
+
+
 def _as_split(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> Split:
     return Split(torch.as_tensor(x[idx], dtype=torch.float32), torch.as_tensor(y[idx], dtype=torch.long))
 
@@ -78,7 +98,9 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 
     digits = load_digits()
     images = (digits.images / 16.0).astype(np.float32)[:, None]  # (N, 1, 8, 8) in [0, 1]
-    return images, digits.target.astype(np.int64)
+    labels = digits.target.astype(np.int64)
+    _check_geometry("digits", images, labels, DIGITS_SHAPE, DIGITS_CLASSES)
+    return images, labels
 
 
 def digits(seed: int = 0) -> Splits:
@@ -88,7 +110,8 @@ def digits(seed: int = 0) -> Splits:
     """
     images, labels = _digits_arrays()
     train, val, test = _split_indices(labels, (0.2, 0.2), seed)
-    return Splits("digits", *(_as_split(images, labels, i) for i in (train, val, test)), n_classes=10)
+    parts = (_as_split(images, labels, i) for i in (train, val, test))
+    return Splits("digits", *parts, n_classes=DIGITS_CLASSES)
 
 
 def cluttered_digits(canvas_size: int = 20, n_clutter: int = 3, noise: float = 0.1, seed: int = 0) -> Splits:
@@ -120,7 +143,7 @@ def cluttered_digits(canvas_size: int = 20, n_clutter: int = 3, noise: float = 0
     canvas = np.clip(canvas, 0.0, 1.0)
     train, val, test = _split_indices(labels, (0.2, 0.2), seed=0)
     parts = (_as_split(canvas, labels, i) for i in (train, val, test))
-    return Splits("cluttered digits", *parts, n_classes=10)
+    return Splits("cluttered digits", *parts, n_classes=DIGITS_CLASSES)
 
 
 @lru_cache(maxsize=1)
@@ -139,7 +162,8 @@ def mnist1d(n_val: int = 500) -> Splits:
 
     4,000 training and 1,000 test sequences of length 40; `n_val` training sequences
     (fixed) form the validation split. Inputs have shape (1, 40), standardised with the
-    training mean and standard deviation. Taught in chapter 2.
+    training mean and standard deviation; the generated data must match `MNIST1D_SHAPE` and
+    `MNIST1D_CLASSES`, else `RuntimeError`. Taught in chapter 2.
     """
     data = _mnist1d_arrays()
     x, y = data["x"].astype(np.float32), data["y"].astype(np.int64)
@@ -151,12 +175,14 @@ def mnist1d(n_val: int = 500) -> Splits:
     x = ((x - mean) / std)[:, None]
     x_test = ((data["x_test"].astype(np.float32) - mean) / std)[:, None]
     y_test = data["y_test"].astype(np.int64)
+    _check_geometry("mnist1d (train)", x, y, MNIST1D_SHAPE, MNIST1D_CLASSES)
+    _check_geometry("mnist1d (test)", x_test, y_test, MNIST1D_SHAPE, MNIST1D_CLASSES)
     return Splits(
         "mnist1d",
         _as_split(x, y, train_idx),
         _as_split(x, y, val_idx),
         _as_split(x_test, y_test, np.arange(len(x_test))),
-        n_classes=10,
+        n_classes=MNIST1D_CLASSES,
     )
 
 
@@ -206,8 +232,7 @@ def transformed_digits(
         raise ValueError(f"scale must be a (low, high) pair with 0 < low <= high, got {scale}")
     if not 0 <= max_rotation <= 180:
         raise ValueError(f"max_rotation must be in [0, 180] degrees, got {max_rotation}")
-    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
-        raise ValueError(f"copies must be a positive int, got {copies!r}")
+    check_positive_ints(copies=copies)
     images, labels = _digits_arrays()
     rng = np.random.default_rng(seed)
 
@@ -231,4 +256,4 @@ def transformed_digits(
 
     train, val, test = _split_indices(labels, (0.2, 0.2), seed=0)
     name = f"digits scaled {scale[0]:g}-{scale[1]:g}x, rotated up to {max_rotation:g} degrees"
-    return Splits(name, transformed(train), transformed(val), transformed(test), n_classes=10)
+    return Splits(name, transformed(train), transformed(val), transformed(test), n_classes=DIGITS_CLASSES)

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from dyn_helpers.data import MNIST1D_CLASSES, MNIST1D_LENGTH
+
 
 def conv_block(c_in: int, c_out: int, kernel_size: int = 5) -> nn.Sequential:
     """The one block used everywhere: Conv1d (same padding) -> BatchNorm1d -> ReLU."""
@@ -43,8 +45,8 @@ class StaticCNN(nn.Module):
         self,
         depth: int,
         widths: Sequence[int] = (48, 48, 48, 48),
-        n_classes: int = 10,
-        length: int = 40,
+        n_classes: int = MNIST1D_CLASSES,
+        length: int = MNIST1D_LENGTH,
         kernel_size: int = 5,
     ) -> None:
         super().__init__()

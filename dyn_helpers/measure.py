@@ -6,6 +6,8 @@ comes from `torch.utils.benchmark.Timer` on CPU and from CUDA events after a war
 every `Latency` carries the device, torch version, batch size and dtype that produced it.
 """
 
+import importlib
+import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
@@ -237,3 +239,16 @@ def timing_cases(chapter: str) -> Callable[[TimingCases], TimingCases]:
         return build
 
     return register
+
+
+def registered_timing_cases() -> dict[str, TimingCases]:
+    """Every chapter's case builder, by chapter, after importing every module of the package.
+
+    Registration happens when a module is imported; the tooling (`dyn_helpers.tools`) is left out.
+    """
+    import dyn_helpers
+
+    for module in pkgutil.walk_packages(dyn_helpers.__path__, "dyn_helpers."):
+        if not module.name.startswith("dyn_helpers.tools"):
+            importlib.import_module(module.name)
+    return dict(sorted(TIMING_CASES.items()))

@@ -1,11 +1,18 @@
-"""Statistics of discrete decisions: entropy and mutual information of paired integer labels.
+"""Statistics: entropy and mutual information of paired integer labels; values over seeds.
 
-Used where a chapter asks whether a dynamic network's decisions depend on the class: the
-expert a token goes to (mixture_of_experts.ipynb, `dyn_helpers.moe`) and the blocks an input
-runs (layer_skipping.ipynb, `dyn_helpers.skipping.plan_class_dependence`).
+Mutual information serves where a chapter asks whether a dynamic network's decisions depend on
+the class: the expert a token goes to (mixture_of_experts.ipynb, `dyn_helpers.sample_wise.moe`)
+and the blocks an input runs (layer_skipping.ipynb,
+`dyn_helpers.sample_wise.skipping.plan_class_dependence`).
+`summary` and `sign_test` describe a measurement over independent seeds, as a multi-seed record
+holds it (`dyn_helpers.recorded.multi_seed`).
 """
 
 import math
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+from numbers import Real
 
 import torch
 
@@ -33,3 +40,72 @@ def mutual_information_bits(a: torch.Tensor, b: torch.Tensor) -> float:
 def entropy_bits(a: torch.Tensor) -> float:
     """Entropy H(A) in bits of a sequence of integer labels (the most I(A; B) can be)."""
     return mutual_information_bits(a, a)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Count, mean, sample standard deviation (0 for one value), least and greatest of some values."""
+
+    n: int
+    mean: float
+    sd: float
+    min: float
+    max: float
+
+
+@dataclass(frozen=True)
+class SignTest:
+    """An exact one-sided sign test: the counts of signs, and the p-value for `side`."""
+
+    side: str
+    n_positive: int
+    n_negative: int
+    n_zero: int
+    p_value: float
+
+
+SIDES = ("positive", "negative")
+
+
+def _finite_values(values: Iterable[float] | torch.Tensor) -> list[float]:
+    """`values` as a non-empty list of finite floats, or a clear error."""
+    if isinstance(values, torch.Tensor):
+        values = values.flatten().tolist()
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise TypeError(f"values must be an iterable of real numbers, got {type(values).__name__}")
+    found = []
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, Real):
+            raise TypeError(f"values must be real numbers, got {type(value).__name__}")
+        found.append(float(value))
+    if not found:
+        raise ValueError("values must not be empty")
+    bad = [v for v in found if not math.isfinite(v)]
+    if bad:
+        raise ValueError(f"values must be finite, got {bad[0]}")
+    return found
+
+
+def summary(values: Iterable[float] | torch.Tensor) -> Summary:
+    """Count, mean, sample standard deviation, least and greatest of `values` (finite, at least one)."""
+    found = _finite_values(values)
+    sd = statistics.stdev(found) if len(found) > 1 else 0.0
+    return Summary(len(found), statistics.fmean(found), sd, min(found), max(found))
+
+
+def sign_test(values: Iterable[float] | torch.Tensor, *, side: str) -> SignTest:
+    """Exact one-sided binomial sign test of whether `values` tend to be > 0 ('positive') or < 0 ('negative').
+
+    Zeros are dropped; the p-value is the chance, with each remaining sign a fair coin, of at
+    least as many values on `side` as observed (1.0 when every value is zero). Used for
+    multi-seed statements (`dyn_helpers.recorded.SeedRecord.sign_test`).
+    """
+    if side not in SIDES:
+        raise ValueError(f"side must be 'positive' or 'negative', got {side!r}")
+    found = _finite_values(values)
+    positive = sum(v > 0 for v in found)
+    negative = sum(v < 0 for v in found)
+    n = positive + negative
+    hits = positive if side == "positive" else negative
+    p_value = sum(math.comb(n, k) for k in range(hits, n + 1)) / 2**n
+    return SignTest(side, positive, negative, len(found) - n, p_value)

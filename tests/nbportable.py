@@ -23,6 +23,7 @@ import nbformat
 import pytest
 from nbval.plugin import IPyNbCell, transform_streams_for_comparison
 
+from dyn_helpers import recorded
 from dyn_helpers.tools import calibrate, fingerprint, tolerance
 
 PROPERTY = "nbportable"
@@ -36,9 +37,9 @@ def _notebook_mode(path: str) -> tuple[str, str]:
     stored = fingerprint.stored(nbformat.read(path, as_version=4)).get("platform")
     here = fingerprint.platform_fingerprint()
     if stored and fingerprint.same_platform(stored, here):
-        return "strict", fingerprint.describe_platform(here)
-    described = fingerprint.describe_platform(stored) if stored else "unknown"
-    return "tolerant", f"stored on {described}; running on {fingerprint.describe_platform(here)}"
+        return "strict", recorded.describe_platform(here)
+    described = recorded.describe_platform(stored) if stored else "unknown"
+    return "tolerant", f"stored on {described}; running on {recorded.describe_platform(here)}"
 
 
 @cache

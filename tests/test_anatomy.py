@@ -43,6 +43,9 @@ SURVEY_SECTION = re.compile(r"^\*Survey section \d", re.MULTILINE)
 OUTCOME = "After this notebook you will be able to"
 BOXES = ("Key ideas", "Prerequisites", "Symbols")
 SECTIONS = ("What we found", "Claims, checked", "Exercises")
+# A section a page may have, in its place among the required ones: statements over seeds, read
+# from the multi-seed record after the claims cell.
+SECTION_ORDER = ("What we found", "Claims, checked", "Across seeds", "Exercises")
 FENCE_OPEN = re.compile(r"^(?P<fence>`{3,}|:{3,})\{(?P<name>[\w:-]+)\}[ \t]*(?P<argument>.*?)\s*$")
 OPTION = re.compile(r"^:(?P<key>[\w-]+):[ \t]*(?P<value>.*?)\s*$")
 HEADING = re.compile(r"^(?P<level>#{1,6})[ \t]+(?P<text>.+?)\s*$")
@@ -236,13 +239,13 @@ def symbols_problems(nb: Notebook) -> list[str]:
 
 
 def _section_headings(nb: Notebook) -> list[Heading]:
-    return [h for h in nb.headings() if h.level == 2 and h.text in SECTIONS]
+    return [h for h in nb.headings() if h.level == 2 and h.text in SECTION_ORDER]
 
 
 @check
 def section_order_problems(nb: Notebook) -> list[str]:
     found = [h.text for h in _section_headings(nb)]
-    if found != list(SECTIONS):
+    if found != [s for s in SECTION_ORDER if s in SECTIONS or s in found]:
         return [
             f"needs the headings {', '.join('## ' + s for s in SECTIONS)} once each and in order, found {found}"
         ]
@@ -264,16 +267,31 @@ def what_we_found_problems(nb: Notebook) -> list[str]:
 @check
 def claims_cell_problems(nb: Notebook) -> list[str]:
     code = nb.indices("code")
+    headings = {h.text: h.cell for h in _section_headings(nb)}
+    across = headings.get("Across seeds")
+    if across is not None:
+        code, later = [i for i in code if i < across], [i for i in code if i > across]
+        untagged = [i for i in later if "nbval-ignore-output" not in nb.cells[i]["metadata"].get("tags", [])]
+        if untagged or not all("multi_seed(" in nb.source(i) for i in later):
+            return [
+                "the code cells under 'Across seeds' read the multi-seed record (multi_seed(...)) and are "
+                "tagged nbval-ignore-output"
+            ]
     if not code:
         return ["no code cell, so no claims cell"]
     last = nb.source(code[-1])
     if "Claims(" not in last or ".check()" not in last:
-        return [f"the last code cell (cell {code[-1]}) must be the claims cell: Claims(...) ... .check()"]
-    headings = {h.text: h.cell for h in _section_headings(nb)}
+        return [
+            f"the last code cell (cell {code[-1]}) before any 'Across seeds' section must be the claims "
+            "cell: Claims(...) ... .check()"
+        ]
     if "Claims, checked" not in headings:
         return ["no '## Claims, checked' heading before the claims cell"]
-    if not headings["Claims, checked"] < code[-1] < headings.get("Exercises", len(nb.cells)):
+    end = min(h for h in (across, headings.get("Exercises"), len(nb.cells)) if h is not None)
+    if not headings["Claims, checked"] < code[-1] < end:
         return [f"the claims cell (cell {code[-1]}) must sit in the 'Claims, checked' section"]
+    if across is not None and not code[-1] < across < headings.get("Exercises", len(nb.cells)):
+        return ["the 'Across seeds' section comes after 'Claims, checked' and before 'Exercises'"]
     return []
 
 

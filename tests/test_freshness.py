@@ -1,4 +1,5 @@
-"""The stored outputs belong to the current code, and every closing claim is calibrated.
+"""The stored outputs belong to the current code; every closing claim is calibrated; the multi-seed
+records belong to the stored runs, and the pages show the current ones.
 
 These checks read files only and take seconds; they run before any notebook executes.
 """
@@ -61,4 +62,21 @@ def test_the_calibration_page_is_current():
     notebooks = {key: nbformat.read(path, as_version=4) for key, path in zip(KEYS, NOTEBOOKS, strict=True)}
     assert calibrate.PAGE.read_text(encoding="utf-8") == calibrate.render_page(notebooks), (
         "book/calibration.md is stale: regenerate it with `make calibration-page`"
+    )
+
+
+def test_the_multi_seed_record_belongs_to_the_stored_run(notebook):
+    key, nb = notebook
+    reason = calibrate.record_staleness(fingerprint.stored(nb), calibrate.load_record(key))
+    assert reason is None, (
+        f"{key}: its multi-seed record does not belong to the stored run ({reason}); "
+        f"run `make calibrate NOTEBOOKS={key}`"
+    )
+
+
+def test_the_page_shows_the_current_multi_seed_record(notebook):
+    key, nb = notebook
+    problem = calibrate.shown_record_problem(nb, calibrate.load_record(key))
+    assert problem is None, (
+        f"{key}: {problem}; re-run `make notebooks NOTEBOOKS={key}`: the page glues numbers from the record"
     )

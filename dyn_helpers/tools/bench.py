@@ -9,34 +9,23 @@ suite ran on that GPU.
 """
 
 import argparse
-import importlib
 import json
-import pkgutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-import dyn_helpers
 from dyn_helpers.devices import provenance, resolve_device
-from dyn_helpers.measure import TIMING_CASES, TimingCases, latency
+from dyn_helpers.measure import latency, registered_timing_cases
 from dyn_helpers.recorded import RESULTS_DIR, record_path
 from dyn_helpers.repro import seed_everything
 
 COMMAND = "python -m dyn_helpers.tools.bench"
 
 
-def registered_cases() -> dict[str, TimingCases]:
-    """Every chapter's case builder, after importing the package's modules (tooling aside)."""
-    for module in pkgutil.iter_modules(dyn_helpers.__path__):
-        if module.name != "tools":
-            importlib.import_module(f"dyn_helpers.{module.name}")
-    return dict(sorted(TIMING_CASES.items()))
-
-
 def timings(device: torch.device, min_run_time: float, chapters: Sequence[str] | None = None) -> list[dict]:
     """Time the cases of `chapters` (every registered chapter if None) on `device`."""
-    builders = registered_cases()
+    builders = registered_timing_cases()
     unknown = sorted(set(chapters or ()) - set(builders))
     if unknown:
         raise ValueError(f"no timing cases are registered for {unknown}; known: {sorted(builders)}")

@@ -12,7 +12,11 @@ as another processor would), two runs at a time. For each notebook it writes
 
 The rule it serves: a claim's bound lies at least `MIN_MARGIN_SD` standard deviations from its
 calibration mean, on the side the claim asserts. `book/calibration.md` shows every claim against
-that rule; the tests fail a claim that breaks it or that has no calibration.
+that rule; the tests fail a claim that breaks it or that has no calibration. A reported value
+(`Claims.report`) has no bound: it is recorded and shown, not held to the rule.
+
+The record is also the notebook's multi-seed record, which pages read with
+`dyn_helpers.recorded.multi_seed`; `recorded.seed_record_path` says where it lives.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from typing import Any
 import nbformat
 from nbval.plugin import coalesce_streams, get_sanitize_patterns, transform_streams_for_comparison
 
+from dyn_helpers import recorded
+from dyn_helpers.claims import REPORT
 from dyn_helpers.repro import SEED_ENV_VAR
 from dyn_helpers.tools import fingerprint, runs, tolerance
 
@@ -43,7 +49,10 @@ SETTINGS = {
     "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
 }
 MIN_MARGIN_SD = 3.5
-CALIBRATION_DIR = runs.RESULTS_DIR / "calibration"
+# On one platform, a record whose seed-0 values differ from the stored ones only in the last bits
+# of the final arithmetic (a refactor that left training bit-identical) still belongs to the run.
+SAME_PLATFORM_REL_TOL = 1e-12
+CALIBRATION_DIR = recorded.seed_records_dir()
 CACHE_DIR = runs.REPO_ROOT / "_build" / "calibration"
 SANITIZE_FILE = runs.REPO_ROOT / "tests" / "nbval_sanitize.cfg"
 PAGE = runs.REPO_ROOT / "book" / "calibration.md"
@@ -117,9 +126,12 @@ def run_one(notebook: Path, seed: int, setting: str) -> dict[str, Any]:
     nb, wall, claims = runs.execute(
         notebook, {SEED_ENV_VAR: str(seed), **SETTINGS[setting]}, allow_errors=True
     )
+    # A cell that reads the multi-seed record reads the record this calibration is remaking (it may
+    # lack a new claim): what it raises says nothing about the run.
     errors = [
         f"cell {i}: {out.get('ename')}: {out.get('evalue', '')[:300]}"
         for i, cell in enumerate(c for c in nb.cells if c.cell_type == "code")
+        if runs.READS_RECORD not in cell.source
         for out in cell.get("outputs", [])
         if out.get("output_type") == "error"
     ]
@@ -224,8 +236,9 @@ def summarise(key: str, records: Sequence[Mapping[str, Any]], date: str | None =
 def write_record(key: str, records: Sequence[Mapping[str, Any]], date: str | None = None) -> None:
     """Summarise one notebook's runs, finished at `date` (default now), into its calibration record."""
     ordered = sorted(records, key=lambda r: (r["setting"] != "default", r["setting"], r["seed"]))
-    CALIBRATION_DIR.mkdir(parents=True, exist_ok=True)
-    record_file(key).write_text(
+    path = record_file(key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
         json.dumps(summarise(key, ordered, date), indent=1, sort_keys=True, ensure_ascii=False) + "\n",
         encoding="utf-8",
     )
@@ -253,13 +266,74 @@ def from_cache(paths: Sequence[str | os.PathLike[str]]) -> None:
 
 
 def record_file(key: str) -> Path:
-    """Where the calibration record of notebook `key` lives (notebook names are unique in the book)."""
-    return CALIBRATION_DIR / (Path(key).stem + ".json")
+    """Where the calibration record of notebook `key` lives (`dyn_helpers.recorded.seed_record_path`)."""
+    return recorded.seed_record_path(key)
 
 
 def load_record(key: str) -> dict[str, Any]:
     """The calibration record of notebook `key` (a path relative to the repository), or {}."""
     return runs.load_json(record_file(key))
+
+
+def record_staleness(stored: Mapping[str, Any], record: Mapping[str, Any]) -> str | None:
+    """Why a notebook's multi-seed record does not belong to its stored run; None when it does.
+
+    `stored` is what `make notebooks` stored in the notebook (`fingerprint.stored`). The record
+    belongs to the run if its seed-0 run had the stored code fingerprint; or, made on the
+    stored run's platform, if its default-setting run of the stored seed gave every stored claim
+    the stored value, to `SAME_PLATFORM_REL_TOL` (a refactor that leaves results bit-identical
+    keeps the record); or,
+    made on another platform, if every stored value lies within `MIN_MARGIN_SD` calibration
+    standard deviations of that run's value.
+    """
+    if not record:
+        return "there is no record"
+    if stored.get("code_fingerprint") and record.get("code_fingerprint_seed_0") == stored["code_fingerprint"]:
+        return None
+    claims = stored.get("claims") or []
+    if not claims:
+        return "the stored run recorded no claims to compare"
+    seed = stored.get("seed", 0)
+    index = next(
+        (i for i, r in enumerate(record.get("runs", [])) if r["seed"] == seed and r["setting"] == "default"),
+        None,
+    )
+    if index is None:
+        return f"the record has no default-setting run of seed {seed}"
+    same = fingerprint.same_platform(record.get("platform") or {}, stored.get("platform") or {})
+    for claim in claims:
+        entry = record.get("claims", {}).get(claim["key"])
+        if entry is None or len(entry["values"]) != len(record["runs"]):
+            return f"the record has no value of {claim['key']!r} for each of its runs"
+        ran = entry["values"][index]
+        if same and not math.isclose(claim["value"], ran, rel_tol=SAME_PLATFORM_REL_TOL, abs_tol=1e-12):
+            return (
+                f"on the same platform, {claim['key']!r} is {claim['value']!r} in the stored run "
+                f"and {ran!r} in the record's run of seed {seed}"
+            )
+        if not same and abs(claim["value"] - ran) > MIN_MARGIN_SD * entry["sd"]:
+            return (
+                f"{claim['key']!r} is {claim['value']:.6g} in the stored run and {ran:.6g} in the record's "
+                f"run of seed {seed}, more than {MIN_MARGIN_SD} calibration sd ({entry['sd']:.3g}) apart"
+            )
+    return None
+
+
+def shown_record_problem(nb: nbformat.NotebookNode, record: Mapping[str, Any]) -> str | None:
+    """Why the stored page may not show the numbers of the current multi-seed record; None if it does.
+
+    Only a notebook whose code reads its record (`runs.READS_RECORD`) is concerned: `make notebooks`
+    stores the date of the record it read (`runs.MULTI_SEED_KEY`), which must be the record's date.
+    """
+    if not any(runs.READS_RECORD in source for source in fingerprint.code_cells(nb)):
+        return None
+    stored = fingerprint.stored(nb)
+    date = record.get("date") if record else None
+    if runs.MULTI_SEED_KEY not in stored:
+        return "the stored run does not say which multi-seed record it read"
+    if stored[runs.MULTI_SEED_KEY] != date:
+        return f"the stored run read the record of {stored[runs.MULTI_SEED_KEY]}, the record is of {date}"
+    return None
 
 
 def margin_sd(op: str, bound: float, mean: float, sd: float) -> float:
@@ -285,6 +359,8 @@ def claim_problems(claims: Sequence[Mapping[str, Any]], record: Mapping[str, Any
             problems.append(
                 f"claim {claim['key']!r}: calibration has {len(entry['values'])} runs of op {entry['op']}"
             )
+            continue
+        if claim["op"] == REPORT:
             continue
         margin = margin_sd(claim["op"], claim["bound"], entry["mean"], entry["sd"])
         if margin < MIN_MARGIN_SD:
@@ -352,6 +428,16 @@ def _format_margin(margin: float) -> str:
     return f"{margin:.1f}"
 
 
+def _reported_row(key: str, text: str, entry: Mapping[str, Any] | None) -> str:
+    """The calibration page's row of a reported value: mean ± sd and range, no bound and no margin."""
+    if entry is None:
+        return f"| {_cell(text)} (`{key}`): reported, not asserted | | not calibrated | | |"
+    return (
+        f"| {_cell(text)} (`{key}`): reported, not asserted | | {entry['mean']:.4g} ± {entry['sd']:.3g}"
+        f" | {min(entry['values']):.4g} to {max(entry['values']):.4g} | |"
+    )
+
+
 def render_page(notebooks: Mapping[str, nbformat.NotebookNode]) -> str:
     """The calibration page: every current claim against its calibration."""
     lines = [
@@ -384,13 +470,16 @@ def render_page(notebooks: Mapping[str, nbformat.NotebookNode]) -> str:
         wall = sum(r["wall_time_s"] for r in record["runs"])
         lines += [
             f"{n} runs, {wall / 60:.0f} min of one core, finished {runs._display_date(record['date'])},"
-            f" {fingerprint.describe_platform(record['platform'])}.",
+            f" {recorded.describe_platform(record['platform'])}.",
             "",
             "| Claim | Bound | Mean ± sd | Range | Margin (sd) |",
             "|---|--:|--:|--:|--:|",
         ]
         for claim in meta.get("claims", []):
             entry = record["claims"].get(claim["key"])
+            if claim["op"] == REPORT:
+                lines.append(_reported_row(claim["key"], claim["text"], entry))
+                continue
             sign = "≥" if claim["op"] == "at_least" else "≤"
             if entry is None:
                 lines.append(

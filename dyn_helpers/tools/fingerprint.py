@@ -42,7 +42,11 @@ NUMERIC_ENV_VARS = (
 
 
 def _imported_modules(source: str, package_dir: Path) -> set[str]:
-    """Names of `dyn_helpers` modules that `source` imports (`dyn_helpers.x` gives 'x')."""
+    """Dotted names, relative to the package, of the `dyn_helpers` modules that `source` imports.
+
+    `dyn_helpers.sample_wise.gates` gives 'sample_wise.gates' and 'sample_wise.__init__' (importing
+    a module runs its package's `__init__`); `from dyn_helpers import plot` gives 'plot'.
+    """
     try:
         tree = ast.parse(source)
     except SyntaxError:
@@ -57,9 +61,22 @@ def _imported_modules(source: str, package_dir: Path) -> set[str]:
             continue
         for name in names:
             parts = name.split(".")
-            if parts[0] == PACKAGE and len(parts) > 1 and (package_dir / f"{parts[1]}.py").is_file():
-                found.add(parts[1])
+            if parts[0] != PACKAGE:
+                continue
+            for k in range(1, len(parts)):
+                prefix = parts[1 : k + 1]
+                if (package_dir.joinpath(*prefix) / "__init__.py").is_file():
+                    found.add(".".join([*prefix, "__init__"]))
+                elif package_dir.joinpath(*prefix).with_suffix(".py").is_file():
+                    found.add(".".join(prefix))
+                    break
     return found
+
+
+def module_file(name: str, package_dir: Path | None = None) -> Path:
+    """The source file of the package module with dotted relative name `name` ('sample_wise.gates')."""
+    package_dir = PACKAGE_DIR if package_dir is None else package_dir
+    return package_dir.joinpath(*name.split(".")).with_suffix(".py")
 
 
 def helper_modules(sources: Iterable[str], package_dir: Path | None = None) -> list[str]:
@@ -79,7 +96,7 @@ def helper_modules(sources: Iterable[str], package_dir: Path | None = None) -> l
         if name in seen:
             continue
         seen.add(name)
-        todo |= _imported_modules((package_dir / f"{name}.py").read_text(encoding="utf-8"), package_dir)
+        todo |= _imported_modules(module_file(name, package_dir).read_text(encoding="utf-8"), package_dir)
     return sorted(seen)
 
 
@@ -103,7 +120,7 @@ def code_fingerprint(nb: nbformat.NotebookNode, seed: int | None = None) -> str:
     for index, source in enumerate(sources):
         add(f"cell {index}", source)
     for module in helper_modules(sources):
-        add(f"module {module}", (PACKAGE_DIR / f"{module}.py").read_text(encoding="utf-8"))
+        add(f"module {module}", module_file(module).read_text(encoding="utf-8"))
     add("requirements.lock", LOCK_FILE.read_text(encoding="utf-8"))
     add("seed", str(default_seed() if seed is None else seed))
     return digest.hexdigest()
@@ -120,15 +137,6 @@ def platform_fingerprint(environ: Mapping[str, str] | None = None) -> dict[str, 
         "torch": torch.__version__,
         "env": {name: environ[name] for name in NUMERIC_ENV_VARS if environ.get(name)},
     }
-
-
-def describe_platform(platform: Mapping[str, Any]) -> str:
-    """A platform fingerprint in one line, such as 'AMD EPYC, AVX512, torch 2.13.0+cpu'."""
-    env = platform.get("env") or {}
-    text = f"{platform.get('cpu', '?')}, {platform.get('cpu_capability', '?')}, torch {platform.get('torch', '?')}"
-    if env:
-        text += ", " + " ".join(f"{k}={v}" for k, v in sorted(env.items()))
-    return text
 
 
 def stored(nb: nbformat.NotebookNode) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 `python -m dyn_helpers.tools.runs [NOTEBOOK ...]` (what `make notebooks` calls) executes each
 notebook with a fresh kernel in the notebook's own folder, stores the outputs (progress-bar
 updates coalesced into one output), records the wall time with the versions and hardware that
-produced them in `book/results/notebook_runs.json`, and regenerates `book/status.md`.
+produced them in `book/results/notebook_runs.json`, and regenerates `book/status.md`. Each
+notebook's metadata also keeps the date of the multi-seed record it could read
+(`dyn_helpers.recorded.multi_seed`), so that `make test` knows when a page shows an older record.
 Without notebooks it only regenerates the status page.
 """
 
@@ -25,6 +27,7 @@ import nbformat
 from nbclient import NotebookClient
 from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
+from dyn_helpers import recorded
 from dyn_helpers.claims import CLAIMS_LOG_ENV_VAR
 from dyn_helpers.devices import provenance
 from dyn_helpers.repro import SEED_ENV_VAR, default_seed
@@ -38,6 +41,9 @@ CELL_TIMEOUT_S = 600
 KERNEL_NAME = "python3"
 KEY_PACKAGES = ("torch", "numpy", "scikit-learn", "mnist1d", "matplotlib", "ipykernel", "nbclient")
 KERNEL_THREADS = "1"
+# Metadata key of the date of the multi-seed record a run could read, and what code reading one contains.
+MULTI_SEED_KEY = "multi_seed_record"
+READS_RECORD = "multi_seed("
 
 
 def check_notebook(path: str | os.PathLike[str]) -> Path:
@@ -116,12 +122,22 @@ def execute(
     return coalesce_streams(nb), wall_time, [json.loads(line) for line in lines]
 
 
+def multi_seed_date(notebook: Path) -> str | None:
+    """The date of the notebook's multi-seed record (`dyn_helpers.recorded`), or None if it has none.
+
+    Read before the notebook runs: if the record changes meanwhile, the stored date is the older.
+    """
+    return load_json(recorded.seed_record_path(notebook.name)).get("date")
+
+
 def execute_notebook(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Execute a notebook in place in its own folder, stamp its fingerprints; return its run record."""
     notebook = check_notebook(path)
+    shown = multi_seed_date(notebook)
     nb, wall_time, claims = execute(notebook)
     stamp = fingerprint.stamp(nb)
     nb.metadata[fingerprint.METADATA_KEY]["claims"] = claims
+    nb.metadata[fingerprint.METADATA_KEY][MULTI_SEED_KEY] = shown
     nbformat.write(nb, notebook)
     return {
         **provenance("cpu"),
@@ -190,7 +206,7 @@ def _environment(record: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
         ("CPU cores", str(record.get("cores", "unknown"))),
         ("torch threads", str(record.get("torch_threads", "unknown"))),
         ("platform", str(record.get("platform", "unknown"))),
-        ("numeric platform", fingerprint.describe_platform(record.get("numeric_platform") or {})),
+        ("numeric platform", recorded.describe_platform(record.get("numeric_platform") or {})),
     ]
     return tuple(rows)
 

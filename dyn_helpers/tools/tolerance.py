@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
+from dyn_helpers.checks import check_positive_ints
+
 NUMBER = re.compile(r"(?<![\d.])[-+−]?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?")
 PLACEHOLDER = "#"
 FAMILY_ERROR = 0.01
@@ -67,8 +69,7 @@ def parse(text: str) -> Parsed:
 
 def tolerance_factor(n_values: int, family_error: float = FAMILY_ERROR) -> float:
     """k such that all of `n_values` differences of two draws stay inside k·sd with prob. 1 - family_error."""
-    if isinstance(n_values, bool) or not isinstance(n_values, int) or n_values < 1:
-        raise ValueError(f"n_values must be a positive int, got {n_values!r}")
+    check_positive_ints(n_values=n_values)
     if not 0 < family_error < 1:
         raise ValueError(f"family_error must be in (0, 1), got {family_error!r}")
     z = NormalDist().inv_cdf(1 - family_error / (2 * n_values))

@@ -2,10 +2,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dyn_helpers.attention import AttentionCNN, SpatialAttention, SqueezeExcitation, rescaled_weight
 from dyn_helpers.layers import StaticCNN
 from dyn_helpers.measure import count_flops
 from dyn_helpers.outputs import ModelOutput
+from dyn_helpers.sample_wise.attention import (
+    AttentionCNN,
+    SpatialAttention,
+    SqueezeExcitation,
+    rescaled_weight,
+)
 
 
 def test_rescaling_the_output_channels_equals_convolving_with_rescaled_filters():

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from dyn_helpers.channel_gating import ChannelGatedCNN, GatedConvBlock, channel_usage, top_k_gate
 from dyn_helpers.layers import StaticCNN
 from dyn_helpers.measure import count_flops
 from dyn_helpers.outputs import ModelOutput
+from dyn_helpers.sample_wise.channel_gating import ChannelGatedCNN, GatedConvBlock, channel_usage, top_k_gate
 
 
 def _sparse(model: ChannelGatedCNN) -> ChannelGatedCNN:

@@ -77,3 +77,54 @@ def test_a_key_used_twice_and_a_missing_sentence_are_value_errors() -> None:
 def test_checking_no_claims_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="no claims"):
         Claims().check()
+
+
+def test_a_reported_value_is_printed_and_logged_without_a_bound(tmp_path, monkeypatch, capsys) -> None:
+    log = tmp_path / "claims.jsonl"
+    monkeypatch.setenv(CLAIMS_LOG_ENV_VAR, str(log))
+    claims = Claims()
+    claims.at_least("gain", 1.0, 0.0, "a gain")
+    claims.report("spread_gain", np.float64(-0.25), "the gain's change with the spread")
+    claims.check()
+    out = capsys.readouterr().out
+    assert out.splitlines()[2] == "spread_gain     -0.2500                reported"
+    assert "all 1 claims hold; 1 value reported" in out
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert rows[1] == {
+        "key": "spread_gain",
+        "text": "the gain's change with the spread",
+        "value": -0.25,
+        "op": "report",
+        "bound": None,
+    }
+
+
+def test_a_reported_value_never_fails_and_counts_as_a_claim_to_check(capsys) -> None:
+    claims = Claims()
+    claims.report("difference", -100.0, "a difference nobody asserts")
+    claims.report("other", 3.0, "another")
+    claims.check()
+    assert "no claims asserted; 2 values reported" in capsys.readouterr().out
+    assert all(claim.holds for claim in claims.claims)
+
+
+def test_a_reported_value_follows_the_rules_for_keys_and_values() -> None:
+    claims = Claims()
+    claims.at_most("x", 1.0, 2.0, "a claim")
+    with pytest.raises(ValueError, match="twice"):
+        claims.report("x", 1.0, "the same key")
+    with pytest.raises(ValueError, match="finite"):
+        claims.report("y", float("inf"), "a value")
+    with pytest.raises(TypeError, match="real number"):
+        claims.report("y", "1.0", "a value")
+
+
+def test_the_table_of_asserted_claims_keeps_its_format(capsys) -> None:
+    claims = Claims()
+    claims.at_least("accuracy_gap", -0.5, -1.0, "within a point of the static model")
+    claims.at_most("flops_ratio", 0.61, 0.6, "at most 60% of the FLOPs")
+    assert claims.table() == (
+        "claim              value         bound  verdict\n"
+        "accuracy_gap     -0.5000 ≥     -1.0000  holds\n"
+        "flops_ratio       0.6100 ≤      0.6000  FAILS"
+    )

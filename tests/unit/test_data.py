@@ -116,3 +116,39 @@ def test_transformed_digits_reject_bad_arguments(kwargs):
     name = next(iter(kwargs))
     with pytest.raises(ValueError, match=name):
         data.transformed_digits(**kwargs)
+
+
+def test_mnist1d_has_the_geometry_the_models_are_built_for():
+    splits = data.mnist1d()
+    assert splits.input_shape == data.MNIST1D_SHAPE == (1, data.MNIST1D_LENGTH)
+    assert splits.n_classes == data.MNIST1D_CLASSES
+    assert sorted(splits.train.y.unique().tolist()) == list(range(data.MNIST1D_CLASSES))
+
+
+def test_digits_have_the_geometry_the_models_are_built_for():
+    splits = data.digits()
+    assert splits.input_shape == data.DIGITS_SHAPE
+    assert splits.n_classes == data.DIGITS_CLASSES
+
+
+def _fake_mnist1d(length: int, n_classes: int):
+    import numpy as np
+
+    y = np.arange(20) % n_classes
+    x = np.random.default_rng(0).normal(size=(20, length))
+    return lambda: {"x": x, "y": y, "x_test": x, "y_test": y}
+
+
+def test_mnist1d_accepts_generated_data_of_its_geometry(monkeypatch):
+    monkeypatch.setattr(data, "_mnist1d_arrays", _fake_mnist1d(data.MNIST1D_LENGTH, data.MNIST1D_CLASSES))
+    assert data.mnist1d(n_val=2).input_shape == data.MNIST1D_SHAPE
+
+
+@pytest.mark.parametrize(
+    ("length", "n_classes", "wrong"),
+    [(data.MNIST1D_LENGTH + 1, data.MNIST1D_CLASSES, "shape"), (data.MNIST1D_LENGTH, 9, "labels")],
+)
+def test_mnist1d_refuses_generated_data_of_another_geometry(monkeypatch, length, n_classes, wrong):
+    monkeypatch.setattr(data, "_mnist1d_arrays", _fake_mnist1d(length, n_classes))
+    with pytest.raises(RuntimeError, match=wrong):
+        data.mnist1d(n_val=2)

@@ -2,7 +2,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dyn_helpers.dynamic_params import (
+from dyn_helpers.measure import count_flops
+from dyn_helpers.outputs import ModelOutput
+from dyn_helpers.sample_wise.dynamic_params import (
     FLOPS_PER_SAMPLED_VALUE,
     FLOPS_PER_SAMPLING_POINT,
     CondConv1d,
@@ -12,8 +14,6 @@ from dyn_helpers.dynamic_params import (
     DynamicFilterConv2d,
     flops_with_sampling,
 )
-from dyn_helpers.measure import count_flops
-from dyn_helpers.outputs import ModelOutput
 
 
 def test_mixing_kernels_then_convolving_equals_convolving_then_mixing_outputs():

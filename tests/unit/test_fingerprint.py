@@ -3,6 +3,7 @@
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from dyn_helpers import recorded
 from dyn_helpers.tools import fingerprint
 
 
@@ -11,9 +12,18 @@ def notebook(*sources: str):
 
 
 def test_helper_modules_follow_imports_through_the_package() -> None:
-    modules = fingerprint.helper_modules(["from dyn_helpers.policy import PolicyNetwork\nimport numpy"])
-    assert {"__init__", "policy", "gates", "layers", "outputs", "measure", "devices"} <= set(modules)
-    assert "moe" not in modules
+    modules = fingerprint.helper_modules(
+        ["from dyn_helpers.decisions.policy import PolicyNetwork\nimport numpy"]
+    )
+    assert {
+        "__init__",
+        "decisions.__init__",
+        "decisions.policy",
+        "sample_wise.gates",
+        "layers",
+        "measure",
+    } <= set(modules)
+    assert "sample_wise.moe" not in modules
 
 
 def test_from_package_import_module_counts_as_importing_the_module() -> None:
@@ -47,7 +57,7 @@ def test_the_platform_names_cpu_capability_torch_and_kernel_variables() -> None:
     platform = fingerprint.platform_fingerprint({"ATEN_CPU_CAPABILITY": "avx2", "HOME": "/root"})
     assert set(platform) == {"cpu", "cpu_capability", "torch", "env"}
     assert platform["env"] == {"ATEN_CPU_CAPABILITY": "avx2"}
-    assert "ATEN_CPU_CAPABILITY=avx2" in fingerprint.describe_platform(platform)
+    assert "ATEN_CPU_CAPABILITY=avx2" in recorded.describe_platform(platform)
 
 
 def test_a_kernel_variable_makes_another_platform() -> None:

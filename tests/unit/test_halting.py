@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from dyn_helpers.halting import ACTResidualCNN, halting_weights, ponder_loss
 from dyn_helpers.outputs import ModelOutput
+from dyn_helpers.sample_wise.halting import ACTResidualCNN, halting_weights, ponder_loss
 
 
 def test_halting_weights_stop_at_the_first_block_reaching_one_minus_epsilon():

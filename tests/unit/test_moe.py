@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from dyn_helpers.measure import count_flops, flops_per_sample
-from dyn_helpers.moe import (
+from dyn_helpers.sample_wise.moe import (
     DenseClassifier,
     Expert,
     Experts,

@@ -5,8 +5,8 @@ import sys
 import pytest
 import torch
 
-from dyn_helpers.moe import MoELayer
-from dyn_helpers.moe_distributed import ExpertParallelMoE, expert_shard
+from dyn_helpers.sample_wise.moe import MoELayer
+from dyn_helpers.sample_wise.moe_distributed import ExpertParallelMoE, expert_shard
 
 
 def test_two_processes_give_the_outputs_and_gradients_of_one_process():
@@ -16,7 +16,11 @@ def test_two_processes_give_the_outputs_and_gradients_of_one_process():
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     result = subprocess.run(
-        [*command, "-m", "dyn_helpers.moe_distributed"], capture_output=True, text=True, timeout=60, env=env
+        [*command, "-m", "dyn_helpers.sample_wise.moe_distributed"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 processes (gloo) and one process give equal outputs and gradients" in result.stdout

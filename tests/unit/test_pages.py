@@ -3,8 +3,8 @@
 import pytest
 from IPython.display import Code
 
-from dyn_helpers.early_exit import MultiExitCNN, early_exit_predictions
 from dyn_helpers.pages import show_source
+from dyn_helpers.sample_wise.early_exit import MultiExitCNN, early_exit_predictions
 
 
 def test_show_source_highlights_the_source_of_every_object_in_order():

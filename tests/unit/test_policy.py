@@ -3,15 +3,15 @@ import copy
 import pytest
 import torch
 
-from dyn_helpers.gates import GatedResidualCNN
-from dyn_helpers.measure import count_flops, flops_per_sample
-from dyn_helpers.policy import (
+from dyn_helpers.decisions.policy import (
     PolicyDrivenCNN,
     PolicyNetwork,
     blockdrop_reward,
     distinct_plans,
     threshold_for_usage,
 )
+from dyn_helpers.measure import count_flops, flops_per_sample
+from dyn_helpers.sample_wise.gates import GatedResidualCNN
 
 
 def _model(n_blocks: int = 3) -> PolicyDrivenCNN:

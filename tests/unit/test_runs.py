@@ -1,12 +1,14 @@
-"""Specification of `dyn_helpers.tools.runs`: argument checks, stream coalescing, the status page."""
+"""Specification of `dyn_helpers.tools.runs`: argument checks, stream coalescing, the stamp, the status page."""
 
 import json
 from pathlib import Path
 
+import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from dyn_helpers.tools import runs
+from dyn_helpers import recorded
+from dyn_helpers.tools import fingerprint, runs
 
 RECORD = {
     "wall_time_s": 12.34,
@@ -167,3 +169,23 @@ def test_the_command_line_rejects_a_missing_notebook_by_name(
 def test_the_number_of_jobs_must_be_a_positive_int(jobs) -> None:
     with pytest.raises(ValueError, match="positive int"):
         runs.run_notebooks([], jobs=jobs)
+
+
+def test_a_stored_run_keeps_the_date_of_the_multi_seed_record_it_could_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recorded, "RESULTS_DIR", tmp_path / "results")
+    notebook = tmp_path / "example.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell("x = 1")]), notebook)
+    claims = [{"key": "gap", "text": "a gap", "value": 1.0, "op": "at_least", "bound": 0.0}]
+    monkeypatch.setattr(runs, "execute", lambda path: (nbformat.read(path, as_version=4), 1.0, claims))
+    assert runs.multi_seed_date(notebook) is None
+    runs.execute_notebook(notebook)
+    assert fingerprint.stored(nbformat.read(notebook, as_version=4))[runs.MULTI_SEED_KEY] is None
+    record = recorded.seed_record_path("example")
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"date": "2026-11-30T07:33:07Z"}))
+    assert runs.multi_seed_date(notebook) == "2026-11-30T07:33:07Z"
+    runs.execute_notebook(notebook)
+    stored = fingerprint.stored(nbformat.read(notebook, as_version=4))
+    assert stored[runs.MULTI_SEED_KEY] == "2026-11-30T07:33:07Z" and stored["claims"] == claims

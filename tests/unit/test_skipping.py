@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from dyn_helpers.data import Split
-from dyn_helpers.gates import GatedResidualCNN
-from dyn_helpers.skipping import (
+from dyn_helpers.sample_wise.gates import GatedResidualCNN
+from dyn_helpers.sample_wise.skipping import (
     StochasticDepthCNN,
     SubsetCNN,
     best_fixed_subset,

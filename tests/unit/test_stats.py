@@ -1,7 +1,10 @@
+import math
+
+import numpy as np
 import pytest
 import torch
 
-from dyn_helpers.stats import entropy_bits, mutual_information_bits
+from dyn_helpers.stats import SignTest, Summary, entropy_bits, mutual_information_bits, sign_test, summary
 
 
 def test_mutual_information_and_entropy_of_known_cases():
@@ -28,3 +31,48 @@ def test_labels_need_not_be_contiguous_integers():
 def test_bad_inputs_are_reported(a, b, message):
     with pytest.raises(ValueError, match=message):
         mutual_information_bits(a, b)
+
+
+def test_the_sign_test_gives_the_exact_binomial_tail_on_the_tested_side():
+    twelve_of_twelve = sign_test([0.5] * 12, side="positive")
+    assert twelve_of_twelve == SignTest("positive", 12, 0, 0, 1 / 4096)
+    ten_of_twelve = sign_test([1.0] * 10 + [-1.0] * 2, side="positive")
+    assert ten_of_twelve.p_value == pytest.approx((1 + 12 + 66) / 4096)
+    assert sign_test([1.0] * 10 + [-1.0] * 2, side="negative").p_value == pytest.approx(
+        sum(math.comb(12, k) for k in range(2, 13)) / 4096
+    )
+
+
+def test_the_sign_test_drops_zeros():
+    test = sign_test([0.0, 0.0, -2.0, -1.0, -3.0], side="negative")
+    assert (test.n_positive, test.n_negative, test.n_zero) == (0, 3, 2)
+    assert test.p_value == pytest.approx(1 / 8)
+    assert sign_test([0.0, 0.0], side="positive").p_value == 1.0
+
+
+def test_the_sign_test_takes_tensors_and_numpy_numbers():
+    assert sign_test(torch.tensor([1.0, 2.0, -1.0]), side="positive").n_positive == 2
+    assert sign_test([np.float64(1.0), np.float32(-1.0)], side="positive").n_negative == 1
+
+
+@pytest.mark.parametrize(
+    ("values", "side", "error", "message"),
+    [
+        ([], "positive", ValueError, "empty"),
+        ([1.0, math.nan], "positive", ValueError, "finite"),
+        ([1.0, math.inf], "negative", ValueError, "finite"),
+        ([1.0], "greater", ValueError, "side"),
+        ("12", "positive", TypeError, "iterable"),
+        ([True, 1.0], "positive", TypeError, "real numbers"),
+    ],
+)
+def test_bad_input_to_the_sign_test_is_reported(values, side, error, message):
+    with pytest.raises(error, match=message):
+        sign_test(values, side=side)
+
+
+def test_a_summary_gives_count_mean_sample_sd_and_range():
+    assert summary([1.0, 2.0, 3.0, 6.0]) == Summary(4, 3.0, pytest.approx(math.sqrt(14 / 3)), 1.0, 6.0)
+    assert summary([2.5]) == Summary(1, 2.5, 0.0, 2.5, 2.5)
+    with pytest.raises(ValueError, match="empty"):
+        summary([])

@@ -1,23 +1,17 @@
 """The GPU suite's timing cases: every chapter with a GPU section has some, and every case runs on the CPU."""
 
-import importlib
 import json
-import pkgutil
 from pathlib import Path
 
 import pytest
 import torch
 
-import dyn_helpers
-from dyn_helpers.measure import TIMING_CASES, TimingCase
+from dyn_helpers.measure import TimingCase, registered_timing_cases
 from dyn_helpers.outputs import ModelOutput, as_output
 
 CHAPTERS = Path(__file__).resolve().parents[2] / "chapters"
 
-# Registration happens when a module is imported: import every module of the package, tooling aside.
-for module in pkgutil.iter_modules(dyn_helpers.__path__):
-    if module.name != "tools":
-        importlib.import_module(f"dyn_helpers.{module.name}")
+TIMING_CASES = registered_timing_cases()
 
 
 def _has_gpu_heading(notebook: Path) -> bool:

@@ -91,3 +91,16 @@ def test_a_constant_number_beside_a_trained_one_is_a_discrete_outcome_reported_n
 def test_a_round_off_level_number_need_only_stay_at_that_level() -> None:
     assert tolerance.compare("largest difference 1.1e-06", "largest difference 9.5e-07", [0.0], 6.0)[0]
     assert not tolerance.compare("largest difference 1.1e-06", "largest difference 2.0e-03", [0.0], 6.0)[0]
+
+
+def test_a_displayed_table_is_compared_through_its_plain_text_and_its_markdown_alike() -> None:
+    outputs = [
+        {
+            "output_type": "display_data",
+            "data": {"text/plain": "acc 94.38\n", "text/markdown": "| acc |\n|---:|\n| 94.38 |"},
+            "metadata": {},
+        }
+    ]
+    flat = tolerance.flatten_outputs(outputs, lambda s: s)
+    assert flat == {"text/plain": ["acc 94.38\n"], "text/markdown": ["| acc |\n|---:|\n| 94.38 |"]}
+    assert tolerance.compare(flat["text/markdown"][0], "| acc |\n|---:|\n| 94.50 |", [0.3], 6.0)[0]

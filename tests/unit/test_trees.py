@@ -3,7 +3,7 @@ import torch
 
 from dyn_helpers.measure import count_flops
 from dyn_helpers.outputs import ModelOutput
-from dyn_helpers.trees import SoftDecisionTree, balance_penalty, leaf_path, tree_loss
+from dyn_helpers.sample_wise.trees import SoftDecisionTree, balance_penalty, leaf_path, tree_loss
 
 
 def _tree(depth: int = 3) -> SoftDecisionTree:

@@ -3,7 +3,7 @@
 Taught in chapter 2 (mixture of experts, survey section 2.1.2). Each token (a row of the input)
 goes to the `k` experts with the largest router probabilities, and only those experts run on
 it, so a layer with more experts has more parameters but the same cost per token.
-`dyn_helpers.moe_distributed` spreads the same layer's experts over processes.
+`dyn_helpers.sample_wise.moe_distributed` spreads the same layer's experts over processes.
 """
 
 import math
@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dyn_helpers.checks import check_positive_ints
+from dyn_helpers.data import MNIST1D_CLASSES, MNIST1D_LENGTH, MNIST1D_SHAPE
 from dyn_helpers.layers import conv_block
 from dyn_helpers.measure import TimingCase, timing_cases
 from dyn_helpers.outputs import ModelOutput
@@ -27,12 +29,6 @@ class Routing(NamedTuple):
     gates: torch.Tensor
 
 
-def _check_positive(**sizes: int) -> None:
-    for name, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
 def route(logits: torch.Tensor, k: int) -> Routing:
     """Top-k routing: softmax over experts, keep the k most probable.
 
@@ -41,7 +37,7 @@ def route(logits: torch.Tensor, k: int) -> Routing:
     """
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
         raise ValueError("logits must be a tensor of shape (tokens, experts)")
-    _check_positive(k=k)
+    check_positive_ints(k=k)
     if k > logits.shape[1]:
         raise ValueError(f"k must be at most the number of experts ({logits.shape[1]}), got {k}")
     probs = logits.softmax(dim=1)
@@ -54,7 +50,7 @@ class Expert(nn.Sequential):
     """One expert: a two-layer MLP d_model -> d_hidden -> d_model with a ReLU."""
 
     def __init__(self, d_model: int, d_hidden: int) -> None:
-        _check_positive(d_model=d_model, d_hidden=d_hidden)
+        check_positive_ints(d_model=d_model, d_hidden=d_hidden)
         super().__init__(nn.Linear(d_model, d_hidden), nn.ReLU(), nn.Linear(d_hidden, d_model))
 
 
@@ -68,7 +64,7 @@ class Experts(nn.Module):
 
     def __init__(self, n_experts: int, d_model: int, d_hidden: int) -> None:
         super().__init__()
-        _check_positive(n_experts=n_experts, d_model=d_model, d_hidden=d_hidden)
+        check_positive_ints(n_experts=n_experts, d_model=d_model, d_hidden=d_hidden)
         shapes = {"w1": (d_model, d_hidden), "b1": (d_hidden,), "w2": (d_hidden, d_model), "b2": (d_model,)}
         fan_in = {"w1": d_model, "b1": d_model, "w2": d_hidden, "b2": d_hidden}
         for name, shape in shapes.items():
@@ -131,7 +127,7 @@ class MoELayer(nn.Module):
 
     def __init__(self, d_model: int, d_hidden: int, n_experts: int, k: int = 1) -> None:
         super().__init__()
-        _check_positive(d_model=d_model, d_hidden=d_hidden, n_experts=n_experts, k=k)
+        check_positive_ints(d_model=d_model, d_hidden=d_hidden, n_experts=n_experts, k=k)
         if k > n_experts:
             raise ValueError(f"k must be at most n_experts ({n_experts}), got {k}")
         self.k = k
@@ -163,14 +159,14 @@ def switch_balancing_loss(probs: torch.Tensor, experts: torch.Tensor) -> torch.T
 
 
 def _stem(width: int, d_model: int) -> nn.Sequential:
-    """The shared feature extractor on mnist1d (1 x 40): two conv blocks with pooling, then a linear map."""
+    """The shared feature extractor on mnist1d: two conv blocks with pooling, then a linear map."""
     return nn.Sequential(
         conv_block(1, width),
         nn.MaxPool1d(2),
         conv_block(width, width),
         nn.MaxPool1d(2),
         nn.Flatten(),
-        nn.Linear(width * 10, d_model),
+        nn.Linear(width * (MNIST1D_LENGTH // 4), d_model),  # two poolings: a quarter of the length
         nn.ReLU(),
     )
 
@@ -187,10 +183,10 @@ class MoEClassifier(nn.Module):
         self, n_experts: int, k: int = 1, width: int = 16, d_model: int = 32, d_hidden: int = 32
     ) -> None:
         super().__init__()
-        _check_positive(width=width)
+        check_positive_ints(width=width)
         self.stem = _stem(width, d_model)
         self.moe = MoELayer(d_model, d_hidden, n_experts, k)
-        self.head = nn.Linear(d_model, 10)
+        self.head = nn.Linear(d_model, MNIST1D_CLASSES)
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
         """Logits, chosen experts (N, k), experts run (N, E) and router probabilities (N, E)."""
@@ -210,10 +206,10 @@ class DenseClassifier(nn.Module):
 
     def __init__(self, width: int = 16, d_model: int = 32, d_hidden: int = 32) -> None:
         super().__init__()
-        _check_positive(width=width)
+        check_positive_ints(width=width)
         self.stem = _stem(width, d_model)
         self.expert = Expert(d_model, d_hidden)
-        self.head = nn.Linear(d_model, 10)
+        self.head = nn.Linear(d_model, MNIST1D_CLASSES)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits."""
@@ -239,7 +235,7 @@ def moe_loss(balance_weight: float) -> Callable[[ModelOutput, torch.Tensor], tor
 
 def expert_load(experts: torch.Tensor, n_experts: int) -> torch.Tensor:
     """The fraction of all dispatched (token, slot) pairs that each expert received; sums to 1."""
-    _check_positive(n_experts=n_experts)
+    check_positive_ints(n_experts=n_experts)
     if not isinstance(experts, torch.Tensor) or experts.numel() == 0:
         raise ValueError("experts must be a non-empty tensor of expert indices")
     if experts.min() < 0 or experts.max() >= n_experts:
@@ -259,7 +255,7 @@ def load_cv(load: torch.Tensor) -> float:
 @timing_cases("mixture_of_experts")
 def _timing_cases(device: torch.device) -> dict[str, TimingCase]:
     """Top-1 and top-2 routing over 8 experts, and the dense twins of 32 and 64 hidden units."""
-    x = torch.randn(256, 1, 40)
+    x = torch.randn(256, *MNIST1D_SHAPE)
     models = {
         "moe_top_1": MoEClassifier(8, 1),
         "moe_top_2": MoEClassifier(8, 2),

@@ -13,10 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dyn_helpers.gates import GatedResidualCNN
+from dyn_helpers.checks import check_positive_ints
+from dyn_helpers.data import MNIST1D_CLASSES, MNIST1D_LENGTH, MNIST1D_SHAPE
 from dyn_helpers.layers import ExitHead, add_residual_on_rows, conv_block
 from dyn_helpers.measure import TimingCase, timing_cases
 from dyn_helpers.outputs import ModelOutput
+from dyn_helpers.sample_wise.gates import GatedResidualCNN
 
 
 class Halting(NamedTuple):
@@ -76,14 +78,12 @@ class ACTResidualCNN(nn.Module):
         *,
         epsilon: float = 0.01,
         halting_bias: float = -3.0,
-        n_classes: int = 10,
-        length: int = 40,
+        n_classes: int = MNIST1D_CLASSES,
+        length: int = MNIST1D_LENGTH,
         kernel_size: int = 5,
     ) -> None:
         super().__init__()
-        for name, value in {"n_blocks": n_blocks, "width": width}.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_ints(n_blocks=n_blocks, width=width)
         _check_epsilon(epsilon)
         self.epsilon = epsilon
         self.stem = conv_block(1, width, kernel_size)
@@ -142,7 +142,7 @@ def ponder_loss(tau: float) -> Callable[[ModelOutput, torch.Tensor], torch.Tenso
 @timing_cases("halting")
 def _timing_cases(device: torch.device) -> dict[str, TimingCase]:
     """ACT halting after its first block and after its last, and the static CNNs of 3 and 4 blocks."""
-    x = torch.randn(256, 1, 40)
+    x = torch.randn(256, *MNIST1D_SHAPE)
     act_first, act_all = ACTResidualCNN(4, 16, halting_bias=5.0), ACTResidualCNN(4, 16, halting_bias=-5.0)
     for model in (act_first, act_all):  # h_l = sigmoid(bias) for every input: 0.993 halts, 0.007 never
         for unit in model.halt:

@@ -1,26 +1,32 @@
-"""Early exiting: a multi-exit 1-D CNN, its static twins, the exit rule and the exit losses. Taught in chapter 2.
+"""Early exiting: a multi-exit 1-D CNN, its static twins and the exit rule. Taught in chapter 2.
 
 One block definition serves every model: `MultiExitCNN` puts a classifier (an exit) after each
 block, `StaticCNN` is the first `depth` blocks with a single classifier. `MultiExitCNN` returns a
 `ModelOutput` (`dyn_helpers.outputs`): every exit's logits in `extras["exit_logits"]`, or, with
-its mode `exit_threshold` set, the answer of each input's first confident exit. The losses take
-`(output, y)`; the batched rules (`exits_at_threshold`, `early_exit_predictions`, and
-`dyn_helpers.decisions`) take the list of every exit's logits, `output.extras["exit_logits"]`.
+its mode `exit_threshold` set, the answer of each input's first confident exit. Its training
+losses live in `dyn_helpers.training.exit_objectives`; the batched rules (`exits_at_threshold`,
+`early_exit_predictions`, and `dyn_helpers.decisions.confidence`) take the list of every exit's
+logits, `output.extras["exit_logits"]`.
 """
 
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from dyn_helpers.data import MNIST1D_CLASSES, MNIST1D_LENGTH
 from dyn_helpers.layers import ExitHead, StaticCNN, conv_stack
 from dyn_helpers.measure import TimingCase, timing_cases
 from dyn_helpers.outputs import ModelOutput
 
-# The architecture the early-exiting chapter and the timing suite use (input: 1 x 40, mnist1d).
-BOOK_ARCHITECTURE = {"widths": (48, 48, 48, 48), "n_classes": 10, "length": 40, "kernel_size": 5}
+# The architecture the early-exiting chapter and the timing suite use (input: mnist1d).
+BOOK_ARCHITECTURE = {
+    "widths": (48, 48, 48, 48),
+    "n_classes": MNIST1D_CLASSES,
+    "length": MNIST1D_LENGTH,
+    "kernel_size": 5,
+}
 
 
 class MultiExitCNN(nn.Module):
@@ -40,8 +46,8 @@ class MultiExitCNN(nn.Module):
     def __init__(
         self,
         widths: Sequence[int] = (48, 48, 48, 48),
-        n_classes: int = 10,
-        length: int = 40,
+        n_classes: int = MNIST1D_CLASSES,
+        length: int = MNIST1D_LENGTH,
         kernel_size: int = 5,
         exit_threshold: float | None = None,
     ) -> None:
@@ -113,7 +119,7 @@ def check_threshold(threshold: float) -> None:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
 
 
-def _exit_logits(output: ModelOutput) -> list[torch.Tensor]:
+def every_exit_logits(output: ModelOutput) -> list[torch.Tensor]:
     """Every exit's logits, shallowest first, from a `MultiExitCNN` output."""
     if not isinstance(output, ModelOutput):
         raise TypeError(f"output must be a MultiExitCNN's ModelOutput, got {type(output).__name__}")
@@ -129,44 +135,6 @@ def _stack_exits(logits: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
     if isinstance(logits, ModelOutput):
         raise TypeError("pass the list of every exit's logits, output.extras['exit_logits'], not the output")
     return torch.stack(list(logits))
-
-
-def summed_exit_loss(output: ModelOutput, y: torch.Tensor) -> torch.Tensor:
-    """The multi-exit training loss: the sum over exits of each exit's cross-entropy."""
-    return sum(F.cross_entropy(logits, y) for logits in _exit_logits(output))
-
-
-def weighted_exit_loss(output: ModelOutput, y: torch.Tensor, weights: Sequence[float]) -> torch.Tensor:
-    """The sum over exits of each exit's cross-entropy times its weight. Taught in chapter 5."""
-    exit_logits = _exit_logits(output)
-    if len(weights) != len(exit_logits):
-        raise ValueError(f"weights must give one weight per exit ({len(exit_logits)}), got {len(weights)}")
-    if any(w < 0 for w in weights):
-        raise ValueError(f"weights must be non-negative, got {list(weights)}")
-    return sum(w * F.cross_entropy(logits, y) for w, logits in zip(weights, exit_logits, strict=True))
-
-
-def distilled_exit_loss(
-    output: ModelOutput, y: torch.Tensor, temperature: float = 1.0, alpha: float = 0.5
-) -> torch.Tensor:
-    """Self-distillation: the last exit learns from the labels; every earlier exit learns from
-    the labels (weight 1 - alpha) and from the last exit's softened prediction (weight alpha).
-
-    The distillation term is T^2 KL(softmax(z_K / T) || softmax(z_k / T)) with the last
-    exit's logits z_K detached, so the teacher is not pulled towards its students.
-    """
-    exit_logits = _exit_logits(output)
-    if temperature <= 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    teacher = F.softmax(exit_logits[-1].detach() / temperature, dim=1)
-    loss = F.cross_entropy(exit_logits[-1], y)
-    for logits in exit_logits[:-1]:
-        student = F.log_softmax(logits / temperature, dim=1)
-        distill = F.kl_div(student, teacher, reduction="batchmean") * temperature**2
-        loss = loss + (1 - alpha) * F.cross_entropy(logits, y) + alpha * distill
-    return loss
 
 
 def exit_flops(model: MultiExitCNN, x: torch.Tensor) -> list[int]:

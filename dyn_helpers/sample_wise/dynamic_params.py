@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dyn_helpers.checks import check_positive_ints
+from dyn_helpers.data import DIGITS_CLASSES, MNIST1D_CLASSES, MNIST1D_LENGTH, MNIST1D_SHAPE
 from dyn_helpers.layers import ExitHead, StaticCNN, conv_block
 from dyn_helpers.measure import TimingCase, count_flops, timing_cases
 from dyn_helpers.outputs import Mode, ModelOutput
@@ -27,12 +29,6 @@ FLOPS_PER_SAMPLING_POINT = 8
 FLOPS_PER_SAMPLED_VALUE = 7
 
 MIXINGS = ("kernels", "outputs")
-
-
-def _check_positive(**sizes: int) -> None:
-    for name, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 class CondConv1d(nn.Module):
@@ -56,7 +52,7 @@ class CondConv1d(nn.Module):
         mixing: str = "kernels",
     ):
         super().__init__()
-        _check_positive(c_in=c_in, c_out=c_out, kernel_size=kernel_size, n_kernels=n_kernels)
+        check_positive_ints(c_in=c_in, c_out=c_out, kernel_size=kernel_size, n_kernels=n_kernels)
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         self.weight = nn.Parameter(torch.empty(n_kernels, c_out, c_in, kernel_size))
@@ -104,13 +100,13 @@ class CondConvCNN(nn.Module):
         width: int,
         depth: int = 4,
         n_kernels: int = 4,
-        n_classes: int = 10,
-        length: int = 40,
+        n_classes: int = MNIST1D_CLASSES,
+        length: int = MNIST1D_LENGTH,
         kernel_size: int = 5,
         mixing: str = "kernels",
     ):
         super().__init__()
-        _check_positive(width=width, n_classes=n_classes, length=length)
+        check_positive_ints(width=width, n_classes=n_classes, length=length)
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 2:
             raise ValueError(
                 f"depth must be an int of at least 2 (one static block, then CondConv), got {depth!r}"
@@ -157,7 +153,7 @@ class DynamicFilterConv2d(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, kernel_size: int = 3, hidden: int = 16):
         super().__init__()
-        _check_positive(c_in=c_in, c_out=c_out, kernel_size=kernel_size, hidden=hidden)
+        check_positive_ints(c_in=c_in, c_out=c_out, kernel_size=kernel_size, hidden=hidden)
         self.base = nn.Parameter(torch.empty(c_out, c_in, kernel_size, kernel_size))
         nn.init.kaiming_uniform_(self.base, a=math.sqrt(5))
         self.generator = nn.Sequential(
@@ -194,7 +190,7 @@ class DeformableConv2d(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, kernel_size: int = 3):
         super().__init__()
-        _check_positive(c_in=c_in, c_out=c_out, kernel_size=kernel_size)
+        check_positive_ints(c_in=c_in, c_out=c_out, kernel_size=kernel_size)
         self.kernel_size = kernel_size
         self.offset_conv = nn.Conv2d(c_in, 2 * kernel_size**2, kernel_size, padding=kernel_size // 2)
         nn.init.zeros_(self.offset_conv.weight)
@@ -281,9 +277,9 @@ class DigitCNN(nn.Module):
     `DynamicFilterConv2d.filters` and `DeformableConv2d.offsets`; everything runs.
     """
 
-    def __init__(self, width: int, middle: str = "plain", n_classes: int = 10, size: int = 16):
+    def __init__(self, width: int, middle: str = "plain", n_classes: int = DIGITS_CLASSES, size: int = 16):
         super().__init__()
-        _check_positive(width=width, n_classes=n_classes)
+        check_positive_ints(width=width, n_classes=n_classes)
         if middle not in MIDDLE_LAYERS:
             raise ValueError(f"middle must be one of {sorted(MIDDLE_LAYERS)}, got {middle!r}")
         if size % 4 != 0 or size < 4:
@@ -328,7 +324,7 @@ class DigitCNN(nn.Module):
 def _dynamic_convolution_timing_cases(device: torch.device) -> dict[str, TimingCase]:
     """CondConv CNNs of widths 8 and 16 (4 kernels), their static twins of widths 9 and 17, and width 16
     again in mode `mixing="outputs"`: the same map, computed the expensive way."""
-    x = torch.randn(256, 1, 40)
+    x = torch.randn(256, *MNIST1D_SHAPE)
     cases = {}
     for width, twin in ((8, 9), (16, 17)):  # twin: the narrowest static CNN with at least CondConv's FLOPs
         cases[f"condconv_width_{width}"] = TimingCase(CondConvCNN(width, n_kernels=4).to(device).eval(), x)

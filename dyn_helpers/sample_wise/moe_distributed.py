@@ -5,7 +5,7 @@ and `n_experts / world_size` experts, and routes its own tokens. One all-to-all 
 token to the process that holds its expert, the experts run there, and a second all-to-all
 brings the outputs back. Runs with `gloo` on CPU and `nccl` on GPUs. The demo and check:
 
-    python -m torch.distributed.run --standalone --nproc-per-node 2 -m dyn_helpers.moe_distributed
+    python -m torch.distributed.run --standalone --nproc-per-node 2 -m dyn_helpers.sample_wise.moe_distributed
 """
 
 import copy
@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from dyn_helpers.moe import MoELayer, Routing, combine_expert_outputs, route
+from dyn_helpers.sample_wise.moe import MoELayer, Routing, combine_expert_outputs, route
 
 
 def expert_shard(n_experts: int, rank: int, world_size: int) -> range:
@@ -65,7 +65,9 @@ class ExpertParallelMoE(nn.Module):
     def __init__(self, layer: MoELayer, group: dist.ProcessGroup | None = None) -> None:
         super().__init__()
         if not isinstance(layer, MoELayer):
-            raise TypeError(f"layer must be a dyn_helpers.moe.MoELayer, got {type(layer).__name__}")
+            raise TypeError(
+                f"layer must be a dyn_helpers.sample_wise.moe.MoELayer, got {type(layer).__name__}"
+            )
         if not dist.is_initialized():
             raise RuntimeError("torch.distributed is not initialised: call dist.init_process_group first")
         self.group, self.k = group, layer.k

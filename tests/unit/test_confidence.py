@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from dyn_helpers.decisions import (
+from dyn_helpers.decisions.confidence import (
     anytime_exits,
     anytime_predictions,
     average_cost,
@@ -15,7 +15,7 @@ from dyn_helpers.decisions import (
     threshold_for_budget,
     top2_margin,
 )
-from dyn_helpers.early_exit import MultiExitCNN, exits_at_threshold
+from dyn_helpers.sample_wise.early_exit import MultiExitCNN, exits_at_threshold
 
 
 def logits_of(probabilities: list[list[list[float]]]) -> torch.Tensor:

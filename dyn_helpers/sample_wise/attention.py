@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from dyn_helpers.checks import check_positive_ints
+from dyn_helpers.data import MNIST1D_CLASSES, MNIST1D_LENGTH, MNIST1D_SHAPE
 from dyn_helpers.layers import ExitHead, StaticCNN, conv_stack
 from dyn_helpers.measure import TimingCase, timing_cases
 from dyn_helpers.outputs import ModelOutput
@@ -23,10 +25,9 @@ class SqueezeExcitation(nn.Module):
 
     def __init__(self, channels: int, reduction: int = 4) -> None:
         super().__init__()
-        if channels < 1 or reduction < 1 or reduction > channels:
-            raise ValueError(
-                f"need channels >= 1 and 1 <= reduction <= channels, got {channels}, {reduction}"
-            )
+        check_positive_ints(channels=channels, reduction=reduction)
+        if reduction > channels:
+            raise ValueError(f"reduction must be at most channels ({channels}), got {reduction}")
         self.squeeze = nn.Linear(channels, channels // reduction)
         self.excite = nn.Linear(channels // reduction, channels)
 
@@ -47,8 +48,9 @@ class SpatialAttention(nn.Module):
 
     def __init__(self, kernel_size: int = 7) -> None:
         super().__init__()
-        if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be a positive odd int, got {kernel_size}")
+        check_positive_ints(kernel_size=kernel_size)
+        if kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
         self.conv = nn.Conv1d(2, 1, kernel_size, padding=kernel_size // 2)
 
     def weights(self, x: torch.Tensor) -> torch.Tensor:
@@ -78,8 +80,8 @@ class AttentionCNN(nn.Module):
         attention: str,
         widths: Sequence[int] = (16, 16, 16, 16),
         *,
-        n_classes: int = 10,
-        length: int = 40,
+        n_classes: int = MNIST1D_CLASSES,
+        length: int = MNIST1D_LENGTH,
         kernel_size: int = 5,
         reduction: int = 4,
     ) -> None:
@@ -118,7 +120,7 @@ def rescaled_weight(weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 @timing_cases("feature_attention")
 def _timing_cases(device: torch.device) -> dict[str, TimingCase]:
     """Squeeze-and-excitation and spatial attention CNNs of width 16, and static CNNs of widths 16 and 17."""
-    x = torch.randn(256, 1, 40)
+    x = torch.randn(256, *MNIST1D_SHAPE)
     models = {
         "static_width_16": StaticCNN(4, widths=(16,) * 4),
         "static_width_17": StaticCNN(4, widths=(17,) * 4),

@@ -3,7 +3,7 @@
 Every function works on the logits of all exits at once: the list a `MultiExitCNN` returns in
 `output.extras["exit_logits"]` (K tensors of shape (N, classes)), or one tensor of shape
 (K, N, classes), for K exits and N samples. Exit numbers count from 1, like
-`dyn_helpers.early_exit.exits_at_threshold` and the model's `decisions["exit"]`. The last exit
+`dyn_helpers.sample_wise.early_exit.exits_at_threshold` and the model's `decisions["exit"]`. The last exit
 always answers.
 """
 
@@ -12,8 +12,9 @@ from collections.abc import Sequence
 
 import torch
 
-from dyn_helpers.early_exit import exits_at_threshold
+from dyn_helpers.checks import check_positive_ints
 from dyn_helpers.outputs import ModelOutput
+from dyn_helpers.sample_wise.early_exit import exits_at_threshold
 
 Logits = torch.Tensor | Sequence[torch.Tensor]
 
@@ -83,8 +84,7 @@ def exits_patience(logits: Logits, patience: int) -> torch.Tensor:
     Exit k answers when exits k - patience, ..., k all predict the same class, so the earliest
     possible exit is patience + 1; a patience of K - 1 or more always runs to the last exit.
     """
-    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-        raise ValueError(f"patience must be an int of at least 1, got {patience!r}")
+    check_positive_ints(patience=patience)
     predictions = stack_logits(logits).argmax(dim=-1)  # (K, N)
     streak = torch.zeros_like(predictions)
     for k in range(1, len(predictions)):

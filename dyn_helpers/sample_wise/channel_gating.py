@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dyn_helpers.checks import check_positive_ints
+from dyn_helpers.data import MNIST1D_CLASSES, MNIST1D_LENGTH, MNIST1D_SHAPE
 from dyn_helpers.layers import StaticCNN
 from dyn_helpers.measure import TimingCase, timing_cases
 from dyn_helpers.outputs import Mode, ModelOutput
@@ -46,10 +48,7 @@ class GatedConvBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, keep: float, kernel_size: int = 5, gated: bool = True) -> None:
         super().__init__()
         _check_keep(keep)
-        if c_in < 1 or c_out < 1 or kernel_size < 1:
-            raise ValueError(
-                f"c_in, c_out and kernel_size must be positive, got {c_in}, {c_out}, {kernel_size}"
-            )
+        check_positive_ints(c_in=c_in, c_out=c_out, kernel_size=kernel_size)
         self.conv = nn.Conv1d(c_in, c_out, kernel_size, padding=kernel_size // 2, bias=False)
         self.bn = nn.BatchNorm1d(c_out)
         self.gated = gated
@@ -90,8 +89,8 @@ class ChannelGatedCNN(nn.Module):
         keep: float = 0.5,
         *,
         gate_first: bool = True,
-        n_classes: int = 10,
-        length: int = 40,
+        n_classes: int = MNIST1D_CLASSES,
+        length: int = MNIST1D_LENGTH,
         kernel_size: int = 5,
         execution: str = "dense",
     ) -> None:
@@ -183,7 +182,7 @@ def channel_usage(model: ChannelGatedCNN, x: torch.Tensor) -> list[torch.Tensor]
 @timing_cases("channel_gating")
 def _timing_cases(device: torch.device) -> dict[str, TimingCase]:
     """Executed paths keeping 1/2 and 3/4 of 32 channels, the first also run densely; static widths 16, 32."""
-    x = torch.randn(256, 1, 40)
+    x = torch.randn(256, *MNIST1D_SHAPE)
     half, three_quarters = (
         ChannelGatedCNN((32,) * 4, keep, execution="sparse").to(device).eval() for keep in (0.5, 0.75)
     )

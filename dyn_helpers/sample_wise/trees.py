@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dyn_helpers.checks import check_positive_ints
 from dyn_helpers.measure import TimingCase, timing_cases
 from dyn_helpers.outputs import ModelOutput
 
@@ -32,9 +33,7 @@ class SoftDecisionTree(nn.Module):
         self, in_features: int, n_classes: int, depth: int = 4, *, hard_routing: bool = False
     ) -> None:
         super().__init__()
-        for name, value in {"in_features": in_features, "n_classes": n_classes, "depth": depth}.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_ints(in_features=in_features, n_classes=n_classes, depth=depth)
         self.depth = depth
         self.hard_routing = hard_routing
         self.routers = nn.Linear(in_features, 2**depth - 1)

@@ -13,9 +13,10 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from dyn_helpers.checks import check_positive_ints
 from dyn_helpers.data import Split
-from dyn_helpers.gates import GatedResidualCNN, gated_timing_cases
 from dyn_helpers.measure import TimingCase, timing_cases
+from dyn_helpers.sample_wise.gates import GatedResidualCNN, gated_timing_cases
 from dyn_helpers.stats import entropy_bits, mutual_information_bits
 
 
@@ -155,8 +156,7 @@ def plan_class_dependence(
     value is min(H(class), H(plan)).
     """
     _check_plans_and_labels(plans, labels)
-    if isinstance(n_permutations, bool) or not isinstance(n_permutations, int) or n_permutations < 1:
-        raise ValueError(f"n_permutations must be a positive int, got {n_permutations!r}")
+    check_positive_ints(n_permutations=n_permutations)
     plan_ids = torch.unique(plans.round().to(torch.int64), dim=0, return_inverse=True)[1]
     _, class_ids = torch.unique(labels, return_inverse=True)
     observed = mutual_information_bits(class_ids, plan_ids)

@@ -12,16 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dyn_helpers.gates import GatedResidualCNN
+from dyn_helpers.checks import check_positive_ints
+from dyn_helpers.data import MNIST1D_LENGTH, MNIST1D_SHAPE
 from dyn_helpers.layers import add_residual_on_rows
 from dyn_helpers.measure import TimingCase, timing_cases
 from dyn_helpers.outputs import Mode, ModelOutput
-from dyn_helpers.skipping import SubsetCNN
-
-
-def _check_positive_int(value: object, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+from dyn_helpers.sample_wise.gates import GatedResidualCNN
+from dyn_helpers.sample_wise.skipping import SubsetCNN
 
 
 class PolicyNetwork(nn.Module):
@@ -32,17 +29,17 @@ class PolicyNetwork(nn.Module):
     """
 
     def __init__(
-        self, n_blocks: int, length: int = 40, channels: int = 4, kernel_size: int = 5, stride: int = 4
+        self,
+        n_blocks: int,
+        length: int = MNIST1D_LENGTH,
+        channels: int = 4,
+        kernel_size: int = 5,
+        stride: int = 4,
     ) -> None:
         super().__init__()
-        for name, value in [
-            ("n_blocks", n_blocks),
-            ("length", length),
-            ("channels", channels),
-            ("kernel_size", kernel_size),
-            ("stride", stride),
-        ]:
-            _check_positive_int(value, name)
+        check_positive_ints(
+            n_blocks=n_blocks, length=length, channels=channels, kernel_size=kernel_size, stride=stride
+        )
         self.conv = nn.Conv1d(1, channels, kernel_size, stride=stride, padding=kernel_size // 2)
         out_length = (length + 2 * (kernel_size // 2) - kernel_size) // stride + 1
         self.logits = nn.Linear(channels * out_length, n_blocks)
@@ -174,7 +171,7 @@ def distinct_plans(decisions: torch.Tensor) -> int:
 @timing_cases("blockdrop")
 def _blockdrop_timing_cases(device: torch.device) -> dict[str, TimingCase]:
     """The policy-driven CNN keeping every block and none, and the backbone's first 3 and all 4 blocks."""
-    x = torch.randn(256, 1, 40)
+    x = torch.randn(256, *MNIST1D_SHAPE)
     backbone = GatedResidualCNN(4, 16, estimator=None)
     models = {  # a new policy gives every block the logit 2, whatever the input
         "policy_all_blocks": PolicyDrivenCNN(backbone, PolicyNetwork(4)),
@@ -188,13 +185,16 @@ def _blockdrop_timing_cases(device: torch.device) -> dict[str, TimingCase]:
 @timing_cases("policy_vs_gates")
 def _policy_vs_gates_timing_cases(device: torch.device) -> dict[str, TimingCase]:
     """The policy network and the four gates alone, as the notebook times them, and the static backbone."""
-    rows = torch.randn(256, 40 + 16)  # per input: the raw sequence, then the pooled features a gate reads
+    # per input: the raw sequence, then the pooled features a gate reads
+    rows = torch.randn(256, MNIST1D_LENGTH + 16)
     policy = PolicyNetwork(4).to(device).eval()
     gates = GatedResidualCNN(4, 16, estimator="gumbel").gates.to(device).eval()
     return {
-        "policy_network": TimingCase(lambda row: policy(row[:, None, :40]), rows),
-        "four_gates": TimingCase(lambda row: torch.stack([gate(row[:, 40:]).prob for gate in gates]), rows),
+        "policy_network": TimingCase(lambda row: policy(row[:, None, :MNIST1D_LENGTH]), rows),
+        "four_gates": TimingCase(
+            lambda row: torch.stack([gate(row[:, MNIST1D_LENGTH:]).prob for gate in gates]), rows
+        ),
         "static_4_blocks": TimingCase(
-            GatedResidualCNN(4, 16, estimator=None).to(device).eval(), torch.randn(256, 1, 40)
+            GatedResidualCNN(4, 16, estimator=None).to(device).eval(), torch.randn(256, *MNIST1D_SHAPE)
         ),
     }

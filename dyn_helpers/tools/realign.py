@@ -1,0 +1,124 @@
+"""Move a notebook's output calibration onto its current code cells, without re-running it.
+
+The calibration record (`dyn_helpers.tools.calibrate`) keys the spread of every compared output
+by the ordinal of its code cell. Inserting a cell that computes nothing trained (a diagram of the
+mechanism, a worked example), splitting a cell, or removing one shifts those ordinals although no
+calibrated number changed. After re-executing the notebook (`make notebooks NOTEBOOKS=...`),
+`python -m dyn_helpers.tools.realign NOTEBOOK ...` matches the stored outputs, cell by cell and in
+order, to the calibrated ones of the same shape and moves their rows to the new ordinals.
+
+A cell whose outputs match no calibrated cell is refused, unless `--exact-new` says that its
+numbers do not depend on the seed or the processor (the cell trains nothing): they are then
+recorded with spread 0 and compared as printed. Anything else needs `make calibrate`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import nbformat
+
+from dyn_helpers.tools import calibrate, runs
+
+
+def _by_cell(rows: Sequence[Mapping[str, Any]]) -> list[tuple[int, list[Mapping[str, Any]]]]:
+    """Rows grouped by cell ordinal, in order; within a cell, by field and index."""
+    groups: dict[int, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(row["cell"], []).append(row)
+    return [
+        (cell, sorted(group, key=lambda r: (r["field"], r["index"])))
+        for cell, group in sorted(groups.items())
+    ]
+
+
+def _row_matches(row: Mapping[str, Any], out: Mapping[str, Any]) -> bool:
+    if (row["field"], row["index"]) != (out["field"], out["index"]):
+        return False
+    if row.get("varies"):
+        return set(out["skeleton"].split("\n")) <= set(row.get("line_skeletons", []))
+    return row.get("skeleton") == out["skeleton"]
+
+
+def _cell_matches(rows: Sequence[Mapping[str, Any]], outs: Sequence[Mapping[str, Any]]) -> bool:
+    """Every output of a cell has a calibrated row of its shape (a calibrated cell may have printed
+    more, such as a warning seen under some seeds only)."""
+    return all(any(_row_matches(row, out) for row in rows) for out in outs)
+
+
+def realigned_outputs(
+    nb: nbformat.NotebookNode, record: Mapping[str, Any], exact_new: bool = False
+) -> list[dict[str, Any]]:
+    """The record's output rows moved onto the ordinals of `nb`'s stored outputs.
+
+    Raises `ValueError` for a cell whose outputs match no calibrated cell after the previous
+    match, unless `exact_new`, which records its numbers with spread 0.
+    """
+    old = _by_cell(record.get("outputs", []))
+    new = _by_cell(calibrate.output_numbers(nb, calibrate.sanitizer()))
+    moved: list[dict[str, Any]] = []
+    start = 0
+    for cell, outs in new:
+        found = next((k for k in range(start, len(old)) if _cell_matches(old[k][1], outs)), None)
+        if found is not None:
+            moved += [{**row, "cell": cell} for row in old[found][1]]
+            start = found  # a calibrated cell may be split into consecutive cells
+        elif exact_new:
+            moved += [
+                {
+                    "cell": cell,
+                    "field": out["field"],
+                    "index": out["index"],
+                    "skeleton": out["skeleton"],
+                    "sd": [0.0] * len(out["values"]),
+                    "exact": True,
+                }
+                for out in outs
+            ]
+        else:
+            raise ValueError(
+                f"code cell {cell}: its outputs match no calibrated cell; if it trains nothing, pass "
+                "--exact-new, otherwise run `make calibrate`"
+            )
+    return moved
+
+
+def realign(paths: Sequence[str | os.PathLike[str]], exact_new: bool = False) -> None:
+    """Rewrite the output calibration of each notebook in `paths` for its current cells."""
+    for path in paths:
+        notebook = runs.check_notebook(path)
+        key = runs.record_key(notebook)
+        record = calibrate.load_record(key)
+        if not record:
+            raise ValueError(f"{key} has no calibration record to realign; run `make calibrate`")
+        nb = nbformat.read(notebook, as_version=4)
+        record = {**record, "outputs": realigned_outputs(nb, record, exact_new)}
+        calibrate.record_file(key).write_text(
+            json.dumps(record, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+        print(f"{key}: {len(record['outputs'])} calibrated outputs realigned")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m dyn_helpers.tools.realign", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("notebooks", nargs="+", help="notebooks whose record to realign (.ipynb)")
+    parser.add_argument(
+        "--exact-new",
+        action="store_true",
+        help="record the outputs of new cells with spread 0 (only for cells that train nothing)",
+    )
+    args = parser.parse_args(argv)
+    realign(args.notebooks, args.exact_new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
