@@ -65,6 +65,9 @@ class SignTest:
 
 
 SIDES = ("positive", "negative")
+# Values closer to 0 than this are ties: the difference of two accuracies that are equal comes out
+# as 0 plus floating-point noise (about 1e-14), which must not count as a sign.
+TIE_TOLERANCE = 1e-9
 
 
 def _finite_values(values: Iterable[float] | torch.Tensor) -> list[float]:
@@ -96,15 +99,15 @@ def summary(values: Iterable[float] | torch.Tensor) -> Summary:
 def sign_test(values: Iterable[float] | torch.Tensor, *, side: str) -> SignTest:
     """Exact one-sided binomial sign test of whether `values` tend to be > 0 ('positive') or < 0 ('negative').
 
-    Zeros are dropped; the p-value is the chance, with each remaining sign a fair coin, of at
+    Zeros, and values within `TIE_TOLERANCE` of 0, are dropped; the p-value is the chance, with each remaining sign a fair coin, of at
     least as many values on `side` as observed (1.0 when every value is zero). Used for
     multi-seed statements (`dyn_helpers.recorded.SeedRecord.sign_test`).
     """
     if side not in SIDES:
         raise ValueError(f"side must be 'positive' or 'negative', got {side!r}")
     found = _finite_values(values)
-    positive = sum(v > 0 for v in found)
-    negative = sum(v < 0 for v in found)
+    positive = sum(v > TIE_TOLERANCE for v in found)
+    negative = sum(v < -TIE_TOLERANCE for v in found)
     n = positive + negative
     hits = positive if side == "positive" else negative
     p_value = sum(math.comb(n, k) for k in range(hits, n + 1)) / 2**n
