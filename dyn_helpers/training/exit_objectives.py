@@ -29,10 +29,10 @@ def weighted_exit_loss(output: ModelOutput, y: torch.Tensor, weights: Sequence[f
 
 
 def distilled_exit_loss(
-    output: ModelOutput, y: torch.Tensor, temperature: float = 1.0, alpha: float = 0.5
+    output: ModelOutput, y: torch.Tensor, temperature: float = 1.0, beta: float = 0.5
 ) -> torch.Tensor:
     """Self-distillation: the last exit learns from the labels; every earlier exit learns from
-    the labels (weight 1 - alpha) and from the last exit's softened prediction (weight alpha).
+    the labels (weight 1 - beta) and from the last exit's softened prediction (weight beta).
 
     The distillation term is T^2 KL(softmax(z_K / T) || softmax(z_k / T)) with the last
     exit's logits z_K detached, so the teacher is not pulled towards its students.
@@ -40,12 +40,12 @@ def distilled_exit_loss(
     exit_logits = every_exit_logits(output)
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"beta must be in [0, 1], got {beta}")
     teacher = F.softmax(exit_logits[-1].detach() / temperature, dim=1)
     loss = F.cross_entropy(exit_logits[-1], y)
     for logits in exit_logits[:-1]:
         student = F.log_softmax(logits / temperature, dim=1)
         distill = F.kl_div(student, teacher, reduction="batchmean") * temperature**2
-        loss = loss + (1 - alpha) * F.cross_entropy(logits, y) + alpha * distill
+        loss = loss + (1 - beta) * F.cross_entropy(logits, y) + beta * distill
     return loss

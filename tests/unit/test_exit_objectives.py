@@ -47,27 +47,27 @@ def test_weighted_loss_rejects_bad_weights(weights):
 def test_distilled_loss_without_distillation_is_the_summed_loss():
     y = torch.tensor([0, 4])
     output = exits_output([torch.randn(2, 10) for _ in range(3)])
-    assert torch.allclose(distilled_exit_loss(output, y, alpha=0.0), summed_exit_loss(output, y))
+    assert torch.allclose(distilled_exit_loss(output, y, beta=0.0), summed_exit_loss(output, y))
 
 
 def test_distilled_loss_is_the_cross_entropy_of_the_last_exit_when_students_agree_with_it():
     y = torch.tensor([0, 4])
     last = torch.randn(2, 10)
-    loss = distilled_exit_loss(exits_output([last.clone(), last]), y, temperature=2.0, alpha=1.0)
+    loss = distilled_exit_loss(exits_output([last.clone(), last]), y, temperature=2.0, beta=1.0)
     assert torch.allclose(loss, F.cross_entropy(last, y), atol=1e-6)
 
 
 def test_distillation_does_not_move_the_teacher():
     teacher = torch.randn(2, 10, requires_grad=True)
     student = torch.randn(2, 10, requires_grad=True)
-    distilled_exit_loss(exits_output([student, teacher]), torch.tensor([0, 1]), alpha=1.0).backward()
+    distilled_exit_loss(exits_output([student, teacher]), torch.tensor([0, 1]), beta=1.0).backward()
     assert torch.allclose(
         teacher.grad, torch.autograd.grad(F.cross_entropy(teacher, torch.tensor([0, 1])), teacher)[0]
     )
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "name"), [({"temperature": 0.0}, "temperature"), ({"alpha": 1.5}, "alpha")]
+    ("kwargs", "name"), [({"temperature": 0.0}, "temperature"), ({"beta": 1.5}, "beta")]
 )
 def test_distilled_loss_rejects_bad_arguments(kwargs, name):
     with pytest.raises(ValueError, match=name):
