@@ -34,7 +34,7 @@ from dyn_helpers.repro import SEED_ENV_VAR, default_seed
 from dyn_helpers.tools import fingerprint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-RESULTS_DIR = REPO_ROOT / "book" / "results"
+RESULTS_DIR = recorded.RESULTS_DIR
 RUNS_FILE = RESULTS_DIR / "notebook_runs.json"
 STATUS_PAGE = REPO_ROOT / "book" / "status.md"
 CELL_TIMEOUT_S = 600
@@ -179,11 +179,9 @@ def _lookup(record: Mapping[str, Any], *keys: str) -> str:
 
 
 def device_records(results_dir: Path = RESULTS_DIR) -> list[dict[str, str]]:
-    """File, device, kind (GPU or CPU) and date of every timing record beside the runs file."""
+    """File, device, kind (GPU or CPU) and date of every timing record (`bench-*.json`) in `results_dir`."""
     records = []
-    for path in sorted(results_dir.glob("*.json")):
-        if path.name == RUNS_FILE.name:
-            continue
+    for path in sorted(results_dir.glob("bench-*.json")):
         record = load_json(path)
         records.append(
             {
