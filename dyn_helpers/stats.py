@@ -65,9 +65,10 @@ class SignTest:
 
 
 SIDES = ("positive", "negative")
-# Values closer to 0 than this are ties: the difference of two accuracies that are equal comes out
-# as 0 plus floating-point noise (about 1e-14), which must not count as a sign.
-TIE_TOLERANCE = 1e-9
+# Values closer to 0 than this are ties: two equal accuracies, computed in float32 and subtracted,
+# differ by rounding noise (about 2e-6 points), which must not count as a sign. The effects the
+# book tests are thousands of times larger.
+TIE_TOLERANCE = 1e-4
 
 
 def _finite_values(values: Iterable[float] | torch.Tensor) -> list[float]:

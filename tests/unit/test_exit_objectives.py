@@ -66,9 +66,7 @@ def test_distillation_does_not_move_the_teacher():
     )
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "name"), [({"temperature": 0.0}, "temperature"), ({"beta": 1.5}, "beta")]
-)
+@pytest.mark.parametrize(("kwargs", "name"), [({"temperature": 0.0}, "temperature"), ({"beta": 1.5}, "beta")])
 def test_distilled_loss_rejects_bad_arguments(kwargs, name):
     with pytest.raises(ValueError, match=name):
         distilled_exit_loss(exits_output([torch.randn(2, 10)]), torch.tensor([0, 1]), **kwargs)

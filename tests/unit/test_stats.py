@@ -78,6 +78,6 @@ def test_a_summary_gives_count_mean_sample_sd_and_range():
         summary([])
 
 
-def test_a_difference_within_floating_point_noise_of_zero_is_a_tie_not_a_sign():
-    test = sign_test([1.0, 2.0, 5e-15, -3e-15], side="positive")
+def test_a_difference_within_rounding_noise_of_zero_is_a_tie_not_a_sign():
+    test = sign_test([1.0, 2.0, 1.987e-06, -3e-15], side="positive")
     assert (test.n_positive, test.n_negative, test.n_zero) == (2, 0, 2)
