@@ -33,11 +33,7 @@ TEMPLATE_TIMEOUT_S = 120
 
 # Anatomy checks that a notebook is known to fail, each with the reason. Every entry must still be
 # a gap (test_each_known_gap_is_still_a_gap): once the notebook is fixed, remove its entry.
-KNOWN_GAPS: dict[str, dict[str, str]] = {
-    "chapters/05_inference_training/multi_exit_objectives.ipynb": {
-        "what_we_found_problems": "it has no static baseline yet (issue 9, the truth of the numbers, item 7)",
-    },
-}
+KNOWN_GAPS: dict[str, dict[str, str]] = {}
 
 SURVEY_SECTION = re.compile(r"^\*Survey section \d", re.MULTILINE)
 OUTCOME = "After this notebook you will be able to"
