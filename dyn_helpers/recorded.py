@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from IPython.display import display
+
 from dyn_helpers import stats
+from dyn_helpers.harness import Table
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "book" / "results"
 REPO_ROOT = RESULTS_DIR.parent.parent
@@ -46,6 +49,48 @@ def load_records(results_dir: Path = RESULTS_DIR) -> list[dict]:
 def gpu_records(results_dir: Path = RESULTS_DIR) -> list[dict]:
     """The stored timing records that a CUDA GPU produced."""
     return [r for r in load_records(results_dir) if r["provenance"]["device"].startswith("cuda")]
+
+
+NO_GPU_RECORD = (
+    "No GPU record yet: no CUDA GPU has run `make bench` for this edition, so this page shows {shows}."
+)
+
+
+def gpu_timings(case_prefix: str, results_dir: Path = RESULTS_DIR) -> Table:
+    """The recorded GPU timings of the cases whose name starts with `case_prefix` ('blockdrop/'),
+    one row per case and batch size, each with the device, CUDA, torch and date that produced it."""
+    if not isinstance(case_prefix, str) or not case_prefix:
+        raise ValueError(f"case_prefix must be a non-empty str such as 'blockdrop/', got {case_prefix!r}")
+    rows = [
+        {
+            "device": p["device_name"],
+            "CUDA": p["cuda"],
+            "torch": p["torch"],
+            "date": p["date"],
+            "case": m["case"],
+            "batch": m["batch_size"],
+            "median (µs)": m["median_s"] * 1e6,
+            "IQR (µs)": m["iqr_s"] * 1e6,
+        }
+        for record in gpu_records(results_dir)
+        for p in [record["provenance"]]
+        for m in record["measurements"]
+        if m["case"].startswith(case_prefix)
+    ]
+    columns = ["device", "CUDA", "torch", "date", "case", "batch", "median (µs)", "IQR (µs)"]
+    return Table.from_records(rows, columns, formats={"median (µs)": ".1f", "IQR (µs)": ".1f"})
+
+
+def show_gpu_timings(
+    case_prefix: str, shows: str = "CPU timings only", results_dir: Path = RESULTS_DIR
+) -> None:
+    """Display the GPU timings of a page's cases, or say that none are recorded and what the page
+    `shows` instead."""
+    table = gpu_timings(case_prefix, results_dir)
+    if table.rows:
+        display(table)
+    else:
+        print(NO_GPU_RECORD.format(shows=shows))
 
 
 def seed_records_dir(results_dir: Path | None = None) -> Path:
@@ -149,6 +194,18 @@ class SeedRecord:
     def summary(self, key: str) -> stats.Summary:
         """Count, mean, standard deviation, least and greatest value of `key` over the seeds."""
         return stats.summary(self.values(key))
+
+    def table(self, keys: Sequence[str] | None = None, decimals: int = 3) -> Table:
+        """Mean, standard deviation, least and greatest value over the seeds of each of `keys`
+        (all by default), printed with `decimals` decimals."""
+        if isinstance(decimals, bool) or not isinstance(decimals, int) or decimals < 0:
+            raise ValueError(f"decimals must be a non-negative int, got {decimals!r}")
+        keys = self.keys if keys is None else keys
+        if isinstance(keys, str):
+            raise TypeError(f"keys must be a sequence of names, got the str {keys!r}")
+        stat = ("mean", "sd", "min", "max")
+        rows = [[key, *(getattr(self.summary(key), s) for s in stat)] for key in keys]
+        return Table(["value", *stat], rows, formats=dict.fromkeys(stat, f".{decimals}f"))
 
     def sign_test(self, key: str, side: str) -> stats.SignTest:
         """Exact one-sided sign test of whether `key` tends to be 'positive' or 'negative' over the seeds."""

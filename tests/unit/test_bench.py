@@ -39,3 +39,37 @@ def test_a_missing_device_is_rejected(tmp_path):
 def test_the_suite_refuses_a_chapter_without_cases(tmp_path):
     with pytest.raises(ValueError, match="no timing cases"):
         bench.run("cpu", results_dir=tmp_path, chapters=["no_such_chapter"])
+
+
+def _gpu_record(tmp_path, cases):
+    provenance = {
+        "device": "cuda:0",
+        "device_name": "H100",
+        "cuda": "12.4",
+        "torch": "2.13.0",
+        "date": "2026-11-30",
+    }
+    measurements = [{"case": c, "batch_size": 1, "median_s": 2.5e-5, "iqr_s": 1e-6} for c in cases]
+    recorded.record_path("H100", tmp_path).write_text(
+        json.dumps({"provenance": provenance, "measurements": measurements})
+    )
+
+
+def test_a_page_lists_only_its_own_gpu_cases_in_microseconds(tmp_path):
+    _gpu_record(tmp_path, ["blockdrop/policy", "halting/act"])
+    table = recorded.gpu_timings("blockdrop/", tmp_path)
+    assert [row[table.columns.index("case")] for row in table.rows] == ["blockdrop/policy"]
+    assert (
+        "| H100 | 12.4 | 2.13.0 | 2026-11-30 | blockdrop/policy | 1 | 25.0 | 1.0 |" in table._repr_markdown_()
+    )
+
+
+def test_a_page_without_gpu_records_says_so_and_what_it_shows_instead(tmp_path, capsys):
+    _gpu_record(tmp_path, ["halting/act"])
+    recorded.show_gpu_timings("blockdrop/", shows="FLOPs only", results_dir=tmp_path)
+    assert capsys.readouterr().out == recorded.NO_GPU_RECORD.format(shows="FLOPs only") + "\n"
+
+
+def test_gpu_timings_need_a_case_prefix(tmp_path):
+    with pytest.raises(ValueError, match="case_prefix"):
+        recorded.gpu_timings("", tmp_path)

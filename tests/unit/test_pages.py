@@ -3,7 +3,7 @@
 import pytest
 from IPython.display import Code
 
-from dyn_helpers.pages import show_source
+from dyn_helpers.pages import glue_all, show_source
 from dyn_helpers.sample_wise.early_exit import MultiExitCNN, early_exit_predictions
 
 
@@ -19,3 +19,21 @@ def test_show_source_highlights_the_source_of_every_object_in_order():
 def test_show_source_rejects_anything_but_classes_and_functions(bad):
     with pytest.raises(TypeError):
         show_source(*bad)
+
+
+def test_glue_all_glues_every_value_rounded_only_where_asked(monkeypatch):
+    import myst_nb
+
+    glued = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display: glued.update({name: (value, display)}))
+    glue_all({"gap": 0.123456, "runs": 12, "from": "12 seeds"}, decimals=2)
+    assert glued == {"gap": (0.12, False), "runs": (12, False), "from": ("12 seeds", False)}
+
+
+@pytest.mark.parametrize(
+    ("values", "decimals", "error"),
+    [([1], None, TypeError), ({"": 1}, None, ValueError), ({"a": 1}, -1, ValueError)],
+)
+def test_glue_all_rejects_what_it_cannot_glue(values, decimals, error):
+    with pytest.raises(error):
+        glue_all(values, decimals)

@@ -55,3 +55,53 @@ def test_a_changed_output_is_not_matched_to_the_calibration(calibrated):
     nb.cells[2] = _cell("flops per input 1200\n")
     with pytest.raises(ValueError, match="code cell 1"):
         realign.realigned_outputs(nb, record)
+
+
+def _table_cell(plain: str, markdown: str) -> nbformat.NotebookNode:
+    cell = new_code_cell("display(table)")
+    cell.outputs = [
+        new_output("display_data", data={"text/plain": plain, "text/markdown": markdown}, metadata={})
+    ]
+    return cell
+
+
+def test_a_table_of_the_same_numbers_takes_their_calibrated_spreads(calibrated):
+    previous, _ = calibrated
+    previous.cells.append(_cell("width 8 accuracy 91.5 ± 0.7\nwidth 16 accuracy 93.0 ± 0.4\n"))
+    record = _record(previous)
+    record["outputs"][-1]["sd"] = [0.0, 0.3, 0.1, 0.0, 0.2, 0.1]
+    nb, _ = calibrated
+    nb = nbformat.from_dict(previous)
+    nb.cells[-1] = _table_cell(
+        "width  accuracy\n    8  91.5 ± 0.7\n   16  93.0 ± 0.4",
+        "| width | accuracy |\n|---:|---:|\n| 8 | 91.5 ± 0.7 |\n| 16 | 93.0 ± 0.4 |",
+    )
+    with pytest.raises(ValueError, match="reformatted-from"):
+        realign.realigned_outputs(nb, record)
+    moved = realign.realigned_outputs(nb, record, previous=previous)
+    table_rows = [r for r in moved if r["cell"] == 2]
+    assert {r["field"] for r in table_rows} == {"text/plain", "text/markdown"}
+    assert all(r["sd"] == [0.0, 0.3, 0.1, 0.0, 0.2, 0.1] for r in table_rows)
+    assert not calibrate.output_problems(nb, {"outputs": moved})
+
+
+def test_a_table_with_other_numbers_is_not_taken_for_a_reformatted_one(calibrated):
+    previous, _ = calibrated
+    previous.cells.append(_cell("width 8 accuracy 91.5\n"))
+    record = _record(previous)
+    nb = nbformat.from_dict(previous)
+    nb.cells[-1] = _table_cell(
+        "width  accuracy\n    8  91.6", "| width | accuracy |\n|---:|---:|\n| 8 | 91.6 |"
+    )
+    with pytest.raises(ValueError, match="code cell 2"):
+        realign.realigned_outputs(nb, record, previous=previous)
+
+
+def test_the_previous_notebook_must_be_the_one_the_record_was_calibrated_on(calibrated):
+    previous, record = calibrated
+    stale = nbformat.from_dict(previous)
+    stale.cells[1] = _cell("accuracy (%) 91.5\n")
+    nb = nbformat.from_dict(previous)
+    nb.cells.append(_cell("total 3\n"))
+    with pytest.raises(ValueError, match="does not print what the record calibrated"):
+        realign.realigned_outputs(nb, record, previous=stale)

@@ -162,3 +162,17 @@ def test_every_stored_record_of_the_book_can_be_read() -> None:
     for path in sorted(recorded.seed_records_dir().glob("*.json")):
         record = recorded.multi_seed(path.stem)
         assert len(record.seeds) == 12 and record.keys
+
+
+def test_a_table_summarises_each_value_over_the_seeds(results) -> None:
+    results("example", calibration({"gain": GAIN + REPEATS, "noise": NOISE + REPEATS}))
+    record = recorded.multi_seed("example")
+    table = record.table(["gain"], decimals=2)
+    assert table.columns == ("value", "mean", "sd", "min", "max")
+    gain = record.summary("gain")
+    assert table.cells == (("gain", f"{gain.mean:.2f}", f"{gain.sd:.2f}", "-0.50", "3.00"),)
+    assert [row[0] for row in record.table().rows] == ["gain", "noise"]
+    with pytest.raises(TypeError, match="sequence of names"):
+        record.table("gain")
+    with pytest.raises(ValueError, match="decimals"):
+        record.table(decimals=-1)
