@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from functools import cache
-from pathlib import Path
 
 import nbformat
 import pytest
@@ -50,7 +49,7 @@ def _factor() -> float:
 
 
 def _record(path: str) -> dict:
-    return calibrate.runs.load_json(calibrate.CALIBRATION_DIR / (Path(path).stem + ".json"))
+    return calibrate.runs.load_json(recorded.seed_record_path(path))
 
 
 def _note(item: IPyNbCell, mode: str, platform: str, differences: list[str], ok: bool) -> None:
