@@ -86,6 +86,25 @@ def _calibrated_numbers(
     return numbers
 
 
+def _printed(previous: nbformat.NotebookNode) -> dict[int, dict[tuple[str, int], list[float]]]:
+    """The numbers of each output of `previous`, by cell ordinal, then field and index."""
+    printed: dict[int, dict[tuple[str, int], list[float]]] = {}
+    for out in calibrate.output_numbers(previous, calibrate.sanitizer()):
+        printed.setdefault(out["cell"], {})[(out["field"], out["index"])] = out["values"]
+    return printed
+
+
+def _same_numbers(
+    printed: Mapping[tuple[str, int], list[float]] | None, outs: Sequence[Mapping[str, Any]]
+) -> bool:
+    """Whether outputs of the same shape also print the numbers the previous notebook printed
+    there (always, without a previous notebook); this tells apart cells of one shape, such as
+    hidden glue cells, that a re-run on the same platform leaves unchanged."""
+    if printed is None:
+        return True
+    return all(printed.get((out["field"], out["index"])) == out["values"] for out in outs)
+
+
 def _reformatted(
     outs: Sequence[Mapping[str, Any]], numbers: tuple[list[float], list[float]]
 ) -> list[dict[str, Any]] | None:
@@ -120,10 +139,18 @@ def realigned_outputs(
     old = _by_cell(record.get("outputs", []))
     new = _by_cell(calibrate.output_numbers(nb, calibrate.sanitizer()))
     numbers = None if previous is None else _calibrated_numbers(previous, old)
+    printed = {} if previous is None else _printed(previous)
     moved: list[dict[str, Any]] = []
     start = 0
     for cell, outs in new:
-        found = next((k for k in range(start, len(old)) if _cell_matches(old[k][1], outs)), None)
+        found = next(
+            (
+                k
+                for k in range(start, len(old))
+                if _cell_matches(old[k][1], outs) and _same_numbers(printed.get(old[k][0]), outs)
+            ),
+            None,
+        )
         reformatted = None
         if found is None and numbers is not None:
             for k in range(start, len(old)):

@@ -105,3 +105,14 @@ def test_the_previous_notebook_must_be_the_one_the_record_was_calibrated_on(cali
     nb.cells.append(_cell("total 3\n"))
     with pytest.raises(ValueError, match="does not print what the record calibrated"):
         realign.realigned_outputs(nb, record, previous=stale)
+
+
+def test_cells_of_one_shape_are_told_apart_by_their_numbers_with_the_previous_notebook(calibrated):
+    previous, _ = calibrated
+    previous.cells += [_cell("0.5\n"), _cell("0.25\n")]
+    record = _record(previous)
+    record["outputs"][-2]["sd"], record["outputs"][-1]["sd"] = [0.5], [0.25]
+    nb = nbformat.from_dict(previous)
+    del nb.cells[3]  # the cell that printed 0.5 is gone; the one that printed 0.25 remains
+    assert realign.realigned_outputs(nb, record)[-1]["sd"] == [0.5]  # by shape alone: the wrong one
+    assert realign.realigned_outputs(nb, record, previous=previous)[-1]["sd"] == [0.25]
