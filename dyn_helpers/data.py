@@ -154,8 +154,9 @@ def cluttered_digits(
         for _ in range(n_clutter):
             source = magnified(images[rng.integers(n), 0])
             r, c = rng.integers(0, 6, size=2) * scale
+            piece = source[r : r + fragment, c : c + fragment]
             top, left = rng.integers(0, canvas_size - fragment + 1, size=2)
-            canvas[i, 0, top : top + fragment, left : left + fragment] += source[r : r + fragment, c : c + fragment]
+            canvas[i, 0, top : top + fragment, left : left + fragment] += piece
         top, left = rng.integers(0, canvas_size - digit + 1, size=2)
         canvas[i, 0, top : top + digit, left : left + digit] += magnified(images[i, 0])
         box[i] = top, left, digit, digit

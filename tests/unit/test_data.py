@@ -27,11 +27,69 @@ def test_cluttered_digits_are_deterministic_for_a_seed_and_differ_across_seeds()
     assert 0.0 <= a.train.x.min() and a.train.x.max() <= 1.0
 
 
-@pytest.mark.parametrize("kwargs", [{"canvas_size": 7}, {"n_clutter": -1}, {"noise": -0.1}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"canvas_size": 7},
+        {"canvas_size": 15, "scale": 2},
+        {"n_clutter": -1},
+        {"noise": -0.1},
+        {"scale": 0},
+        {"scale": 1.5},
+    ],
+)
 def test_cluttered_digits_rejects_bad_arguments(kwargs):
     name = next(iter(kwargs))
     with pytest.raises(ValueError, match=name):
         data.cluttered_digits(**kwargs)
+
+
+def _inside(x: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+    top, left, height, width = box.tolist()
+    return x[0, top : top + height, left : left + width]
+
+
+def test_the_box_of_a_clean_canvas_holds_exactly_the_digit_and_nothing_lies_outside():
+    canvases = data.cluttered_digits(canvas_size=24, n_clutter=0, noise=0.0).test
+    digits = data.digits().test
+    assert canvases.box.dtype == torch.int64 and canvases.box.shape == (len(canvases), 4)
+    for i in range(0, len(canvases), 37):
+        assert torch.equal(_inside(canvases.x[i], canvases.box[i]), digits.x[i, 0])
+        assert canvases.x[i].sum() == pytest.approx(digits.x[i].sum().item(), rel=1e-5)
+
+
+def test_scale_magnifies_the_digit_by_nearest_neighbour_and_the_box_follows():
+    canvases = data.cluttered_digits(canvas_size=40, n_clutter=0, noise=0.0, scale=2).test
+    digits = data.digits().test
+    assert bool((canvases.box[:, 2:] == 16).all())
+    magnified = torch.nn.functional.interpolate(digits.x[:5], scale_factor=2, mode="nearest")
+    for i in range(5):
+        assert torch.equal(_inside(canvases.x[i], canvases.box[i]), magnified[i, 0])
+
+
+def test_boxes_lie_on_the_canvas_and_vary_in_position():
+    splits = data.cluttered_digits(canvas_size=32, n_clutter=6, scale=2)
+    assert splits.input_shape == (1, 32, 32)
+    for part in (splits.train, splits.val, splits.test):
+        top, left, height, width = part.box.unbind(1)
+        assert bool((top >= 0).all() and (left >= 0).all())
+        assert bool((top + height <= 32).all() and (left + width <= 32).all())
+    assert len(splits.train.box[:, :2].unique(dim=0)) > 50
+
+
+def test_more_clutter_puts_more_ink_outside_the_box():
+    def ink_outside(n_clutter: int) -> float:
+        part = data.cluttered_digits(canvas_size=32, n_clutter=n_clutter, noise=0.0).test
+        inside = sum(_inside(x, b).sum() for x, b in zip(part.x, part.box, strict=True))
+        return (part.x.sum() - inside).item()
+
+    assert ink_outside(0) == 0.0
+    assert 0.0 < ink_outside(2) < ink_outside(8)
+
+
+def test_a_split_rejects_a_box_that_is_not_one_row_of_four_per_sample():
+    with pytest.raises(ValueError, match="box"):
+        data.Split(torch.zeros(3, 1, 8, 8), torch.zeros(3, dtype=torch.long), box=torch.zeros(3, 2))
 
 
 def test_mnist1d_has_the_standard_test_set_and_a_validation_split_from_training():
