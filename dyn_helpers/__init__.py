@@ -13,8 +13,8 @@ The notebooks teach; this package serves them. Its layout follows the book's par
   on one process and on several, channel gating, routing trees, dynamic parameters and feature
   attention.
 - `spatial` (chapter 3): computation spent where the image needs it: sparse convolution at the
-  positions a mask selects (`sparse_conv`), and where a spatial decision lands against the
-  object's box (`boxes`).
+  positions a mask selects (`sparse_conv`), vision transformers that merge or drop tokens
+  (`tokens`), and where a spatial decision lands against the object's box (`boxes`).
 - `decisions` (chapter 5): confidence-based exit rules and budgets (`confidence`), and policy
   networks trained with reinforcement learning (`policy`).
 - `training` (chapter 5): gradient estimators (`estimators`), efficiency losses (`efficiency`)
