@@ -44,7 +44,7 @@ def _notebook_mode(path: str) -> tuple[str, str]:
 @cache
 def _factor() -> float:
     """The tolerance factor k for all numbers the book's calibration covers."""
-    records = {p.stem: calibrate.runs.load_json(p) for p in calibrate.CALIBRATION_DIR.glob("*.json")}
+    records = {p.stem: calibrate.runs.load_json(p) for p in recorded.seed_records_dir().glob("*.json")}
     return tolerance.tolerance_factor(calibrate.compared_count(records))
 
 

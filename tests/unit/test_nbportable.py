@@ -11,7 +11,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from dyn_helpers.tools import calibrate, fingerprint, tolerance
+from dyn_helpers import recorded
+from dyn_helpers.tools import fingerprint, tolerance
 
 pytest_plugins = ["pytester"]
 TESTS_DIR = Path(__file__).resolve().parent.parent
@@ -23,9 +24,9 @@ def run_nbval(pytester, monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(TESTS_DIR))
     import nbportable
 
-    calibration = tmp_path / "calibration"
+    monkeypatch.setattr(recorded, "RESULTS_DIR", tmp_path)
+    calibration = recorded.seed_records_dir()
     calibration.mkdir()
-    monkeypatch.setattr(calibrate, "CALIBRATION_DIR", calibration)
     record = {
         "outputs": [{"cell": 0, "field": "stdout", "index": 0, "skeleton": "accuracy #%\n", "sd": [SD]}]
     }
