@@ -13,6 +13,9 @@ printed and logged like a claim but not asserted, so that the calibration record
 and a page can state it from the notebook's multi-seed record (`dyn_helpers.recorded.multi_seed`).
 Each claim has a short key that stays fixed while its bound is tuned: the calibration over many
 seeds (`python -m dyn_helpers.tools.calibrate`, `make calibrate`) finds claims by notebook and key.
+A key that starts with `clock_` (`CLOCK_PREFIX`) names a value measured on the wall clock, which
+changes from run to run on the same machine; the calibration records it like any other, but does
+not expect a rerun to reproduce it.
 With `DYN_HELPERS_CLAIMS_LOG` set to a file path, `check` also appends one JSON line per claim
 to that file, which is how the calibration reads the values.
 """
@@ -31,6 +34,12 @@ CLAIMS_LOG_ENV_VAR = "DYN_HELPERS_CLAIMS_LOG"
 KEY_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
 OPERATORS = {"at_least": "≥", "at_most": "≤"}
 REPORT = "report"  # the op of a value that is reported, not asserted
+CLOCK_PREFIX = "clock_"  # the start of the key of a value measured on the wall clock
+
+
+def is_clock_key(key: str) -> bool:
+    """Whether claim `key` names a wall-clock measurement (it starts with `CLOCK_PREFIX`)."""
+    return key.startswith(CLOCK_PREFIX)
 
 
 @dataclass(frozen=True)

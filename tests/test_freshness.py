@@ -9,6 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from dyn_helpers import accounting
 from dyn_helpers.repro import DEFAULT_SEED
 from dyn_helpers.tools import calibrate, fingerprint, runs
 
@@ -63,6 +64,19 @@ def test_the_calibration_page_is_current():
     assert calibrate.PAGE.read_text(encoding="utf-8") == calibrate.render_page(notebooks), (
         "book/calibration.md is stale: regenerate it with `make calibration-page`"
     )
+
+
+def test_the_chapter_tables_made_from_the_records_are_current():
+    chapters = accounting.accounted_chapters()
+    pages = sorted(p.parent.name for p in accounting.CHAPTERS_DIR.glob(f"*/{accounting.TABLE_NAME}"))
+    assert pages == chapters, (
+        f"chapters with records that report an account: {chapters}; with a table: {pages}"
+    )
+    for chapter in chapters:
+        written = (accounting.CHAPTERS_DIR / chapter / accounting.TABLE_NAME).read_text(encoding="utf-8")
+        assert written == accounting.table_page(chapter), (
+            f"chapters/{chapter}/{accounting.TABLE_NAME} is stale: regenerate it with `make calibration-page`"
+        )
 
 
 def test_the_multi_seed_record_belongs_to_the_stored_run(notebook):

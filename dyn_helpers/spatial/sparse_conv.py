@@ -42,7 +42,7 @@ def check_density(density: float | None) -> None:
         raise ValueError(f"density must be a fraction of positions in (0, 1], got {density!r}")
 
 
-class _Folded(NamedTuple):
+class FoldedBranch(NamedTuple):
     """The branch's weights with BatchNorm folded in, as convolutions and as matrices."""
 
     w1: torch.Tensor  # (hidden, C, 3, 3)
@@ -73,7 +73,7 @@ class ResidualBranch(nn.Module):
         self.bn1 = nn.BatchNorm2d(hidden)
         self.conv2 = nn.Conv2d(hidden, channels, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(channels)
-        self._cache: tuple[tuple, _Folded] | None = None
+        self._cache: tuple[tuple, FoldedBranch] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """F(x) at every position."""
@@ -82,7 +82,7 @@ class ResidualBranch(nn.Module):
         w1, b1, w2, b2 = self.folded()[:4]
         return F.conv2d(F.relu(F.conv2d(x, w1, b1, padding=1)), w2, b2)
 
-    def folded(self) -> _Folded:
+    def folded(self) -> FoldedBranch:
         """The weights with BatchNorm's running statistics folded in; cached while they do not change."""
         modules = (self.conv1, self.bn1, self.conv2, self.bn2)
         tensors = [t for m in modules for t in (*m._parameters.values(), *m._buffers.values())]
@@ -91,7 +91,9 @@ class ResidualBranch(nn.Module):
             return self._cache[1]
         w1, b1 = _fold(self.conv1, self.bn1)
         w2, b2 = _fold(self.conv2, self.bn2)
-        folded = _Folded(w1, b1, w2, b2, w1.permute(2, 3, 1, 0).reshape(-1, w1.shape[0]), w2.flatten(1).T)
+        folded = FoldedBranch(
+            w1, b1, w2, b2, w1.permute(2, 3, 1, 0).reshape(-1, w1.shape[0]), w2.flatten(1).T
+        )
         if not torch.is_grad_enabled():
             self._cache = (key, folded)
         return folded

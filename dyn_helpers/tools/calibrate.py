@@ -37,8 +37,8 @@ from typing import Any
 import nbformat
 from nbval.plugin import coalesce_streams, get_sanitize_patterns, transform_streams_for_comparison
 
-from dyn_helpers import recorded
-from dyn_helpers.claims import REPORT
+from dyn_helpers import accounting, recorded
+from dyn_helpers.claims import REPORT, is_clock_key
 from dyn_helpers.repro import SEED_ENV_VAR
 from dyn_helpers.tools import fingerprint, runs, tolerance
 
@@ -284,7 +284,9 @@ def record_staleness(stored: Mapping[str, Any], record: Mapping[str, Any]) -> st
     the stored value, to `SAME_PLATFORM_REL_TOL` (a refactor that leaves results bit-identical
     keeps the record); or,
     made on another platform, if every stored value lies within `MIN_MARGIN_SD` calibration
-    standard deviations of that run's value.
+    standard deviations of that run's value. Wall-clock values (`claims.is_clock_key`) are not
+    reproducible, so only their presence is checked; the other values must show the record is
+    the run's.
     """
     if not record:
         return "there is no record"
@@ -293,6 +295,8 @@ def record_staleness(stored: Mapping[str, Any], record: Mapping[str, Any]) -> st
     claims = stored.get("claims") or []
     if not claims:
         return "the stored run recorded no claims to compare"
+    if all(is_clock_key(claim["key"]) for claim in claims):
+        return "the stored run recorded only wall-clock values, which no rerun reproduces"
     seed = stored.get("seed", 0)
     index = next(
         (i for i, r in enumerate(record.get("runs", [])) if r["seed"] == seed and r["setting"] == "default"),
@@ -306,6 +310,8 @@ def record_staleness(stored: Mapping[str, Any], record: Mapping[str, Any]) -> st
         if entry is None or len(entry["values"]) != len(record["runs"]):
             return f"the record has no value of {claim['key']!r} for each of its runs"
         ran = entry["values"][index]
+        if is_clock_key(claim["key"]):
+            continue
         if same and not math.isclose(claim["value"], ran, rel_tol=SAME_PLATFORM_REL_TOL, abs_tol=1e-12):
             return (
                 f"on the same platform, {claim['key']!r} is {claim['value']!r} in the stored run "
@@ -503,10 +509,12 @@ def render_page(notebooks: Mapping[str, nbformat.NotebookNode]) -> str:
 
 
 def write_page(paths: Sequence[Path] | None = None) -> None:
-    """Regenerate the calibration page for `paths` (default: every notebook under chapters/)."""
+    """Regenerate the calibration page for `paths` (default: every notebook under chapters/), and the
+    tables chapter pages include from the multi-seed records (`dyn_helpers.accounting`)."""
     paths = paths or sorted((runs.REPO_ROOT / "chapters").glob("*/*.ipynb"))
     notebooks = {runs.record_key(p): nbformat.read(p, as_version=4) for p in paths}
     PAGE.write_text(render_page(notebooks), encoding="utf-8")
+    accounting.write_table_pages()
 
 
 def calibrate(paths: Sequence[str | os.PathLike[str]], jobs: int = 2) -> None:

@@ -10,13 +10,19 @@ from dyn_helpers import recorded
 from dyn_helpers.tools import calibrate, fingerprint, runs
 
 
-def run(seed: int, value: float, accuracy: float, setting: str = "default") -> dict:
+def run(
+    seed: int, value: float, accuracy: float, setting: str = "default", clock: float | None = None
+) -> dict:
+    """One calibration run; with `clock`, it also reports a wall-clock value `clock_ratio`."""
+    claims = [{"key": "gap", "text": "a gap", "value": value, "op": "at_least", "bound": 0.0}]
+    if clock is not None:
+        claims.append({"key": "clock_ratio", "text": "a time", "value": clock, "op": "report", "bound": None})
     return {
         "seed": seed,
         "setting": setting,
         "code_fingerprint": "f",
         "wall_time_s": 1.0,
-        "claims": [{"key": "gap", "text": "a gap", "value": value, "op": "at_least", "bound": 0.0}],
+        "claims": claims,
         "outputs": [
             {"cell": 2, "field": "stdout", "index": 0, "skeleton": "depth #: #%", "values": [4.0, accuracy]},
         ],
@@ -219,6 +225,22 @@ def test_on_another_platform_the_stored_values_must_lie_within_the_calibrated_sp
     assert calibrate.record_staleness(stored_run(1.0 + 3.4 * sd, platform=elsewhere), record) is None
     reason = calibrate.record_staleness(stored_run(1.0 + 3.6 * sd, platform=elsewhere), record)
     assert "more than 3.5 calibration sd" in reason
+
+
+def test_wall_clock_values_need_not_be_reproduced_but_the_others_must_show_the_record_is_the_runs() -> None:
+    record = calibrate.summarise(
+        "chapters/x.ipynb", [run(0, 1.0, 97.0, clock=0.5), run(1, 3.0, 97.0, clock=0.7)]
+    )
+    record["platform"] = STORED_PLATFORM
+    rerun = stored_run(1.0)
+    rerun["claims"].append(
+        {"key": "clock_ratio", "text": "a time", "value": 9.0, "op": "report", "bound": None}
+    )
+    assert calibrate.record_staleness(rerun, record) is None
+    elsewhere = {**rerun, "platform": {**STORED_PLATFORM, "cpu": "Intel Xeon"}}
+    assert calibrate.record_staleness(elsewhere, record) is None
+    only_clock = {**rerun, "claims": rerun["claims"][1:]}
+    assert "only wall-clock values" in calibrate.record_staleness(only_clock, record)
 
 
 def test_a_record_without_the_stored_claims_or_seed_does_not_belong_to_the_run() -> None:
