@@ -101,15 +101,16 @@ def accounted_chapters(results_dir: Path | None = None) -> list[str]:
 def accounting_table(chapter: str, results_dir: Path | None = None) -> str:
     """The table of chapter folder `chapter` ('03_spatial') in MyST Markdown, from the multi-seed records.
 
-    One row per reported execution, in the order of the table of contents. FLOPs are a mean ±
-    standard deviation over the record's base seeds; the time is their median, with its least and
-    greatest value, because a run disturbed by other work on the machine lands far from the rest.
-    A list under the table gives each record's provenance.
+    One row per reported execution, in the order of the table of contents, linked to its page.
+    FLOPs are a mean ± standard deviation over the record's base seeds; the time is their median,
+    with its least and greatest value, because a run disturbed by other work on the machine lands
+    far from the rest.
+    A list under the table gives the records' provenance, once for the pages that share it.
     """
     records = [(name, raw) for folder, name, raw in _accounting_records(results_dir) if folder == chapter]
     if not records:
         raise ValueError(f"no multi-seed record of a notebook in chapters/{chapter} reports an account")
-    rows, provenance = [], []
+    rows, provenance = [], {}
     for name, raw in sorted(records, key=lambda item: (_toc_position(item[0]), item[0])):
         record = SeedRecord.from_record(name, raw)
         for key in sorted(raw["claims"]):
@@ -118,18 +119,19 @@ def accounting_table(chapter: str, results_dir: Path | None = None) -> str:
             keys = accounting_keys(match["label"])
             method = raw["claims"][keys[0]]["text"].split(":")[0]
             rows.append(
-                f"| {method} | {{doc}}`{name}` | {_mean_sd(record, keys[0])} | "
+                f"| {{doc}}`{method} <{name}>` | {_mean_sd(record, keys[0])} | "
                 f"{_mean_sd(record, keys[1])} | {_median_range(record, keys[2])} |"
             )
-        provenance.append(f"- {{doc}}`{name}`: {record.provenance()}.")
+        provenance.setdefault(record.provenance(), []).append(f"{{doc}}`{name} <{name}>`")
     header = [
-        "| Method, execution | Page | FLOPs counted (% of reference) | FLOPs executed (% of reference) "
+        "| Method, execution | FLOPs counted (% of reference) | FLOPs executed (% of reference) "
         "| CPU time at batch 1 (× reference) |",
-        "|:---|:---|---:|---:|---:|",
+        "|:---|---:|---:|---:|",
     ]
     note = "FLOPs: mean ± standard deviation over the seeds of each page's record; time: median (least to greatest)."
     lines = [*header, *rows, "", note, "", "The records:", ""]
-    return "\n".join([*lines, *provenance]) + "\n"
+    lines += [f"- {', '.join(pages)}: {text}." for text, pages in provenance.items()]
+    return "\n".join(lines) + "\n"
 
 
 def table_page(chapter: str, results_dir: Path | None = None) -> str:

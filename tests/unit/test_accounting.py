@@ -101,8 +101,10 @@ def results(tmp_path):
 def test_the_table_has_one_row_per_account_with_mean_and_sd_over_the_base_seeds(results) -> None:
     assert accounted_chapters(results) == ["03_x", "04_y"]
     table = accounting_table("03_x", results)
-    assert "| pixels, gathered | {doc}`pixels` | 25.0 ± 7.1 | 27.0 ± 7.1 | 0.60 (0.50 to 0.70) |" in table
-    assert "- {doc}`pixels`: calibration runs of 2 seeds (0, 907), finished 30 November 2026" in table
+    assert "| {doc}`pixels, gathered <pixels>` | 25.0 ± 7.1 | 27.0 ± 7.1 | 0.60 (0.50 to 0.70) |" in table
+    assert (
+        "- {doc}`pixels <pixels>`: calibration runs of 2 seeds (0, 907), finished 30 November 2026" in table
+    )
     assert "other" not in table and "steps" not in table
 
 
