@@ -233,6 +233,26 @@ def sparse_residual(
     return out
 
 
+def gather_scatter_only(x: torch.Tensor, mask: torch.Tensor, *, gather: str = "tiles") -> torch.Tensor:
+    """The data movement of `sparse_residual` without its branch, to time it apart.
+
+    Plans the mask, gathers the same rows and scatters as many rows back (zeros, so the result
+    equals `x`, stored channels-last): what remains of `sparse_residual` when the branch costs
+    nothing. `gather_scatter_bytes` counts the bytes it moves.
+    """
+    _check_gather(gather)
+    plan = _plan(mask, x, gather)
+    out = x.contiguous(memory_format=torch.channels_last)
+    if out.data_ptr() == x.data_ptr():
+        out = out.clone(memory_format=torch.channels_last)
+    if plan is not None:
+        channels = out.shape[1]
+        stream = out.permute(0, 2, 3, 1).reshape(-1, channels)
+        patches = stream.index_select(0, plan.reads).view(len(plan.inside), -1, channels).mul_(plan.inside)
+        stream.index_add_(0, plan.writes, patches.new_zeros(len(plan.writes), channels))
+    return out
+
+
 def gather_scatter_bytes(
     active: torch.Tensor, block_size: int, channels: int, element_size: int = 4, gather: str = "tiles"
 ) -> torch.Tensor:

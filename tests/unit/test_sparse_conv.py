@@ -13,6 +13,7 @@ from dyn_helpers.spatial.sparse_conv import (
     SparseResidualCNN,
     expand_mask,
     gather_scatter_bytes,
+    gather_scatter_only,
     masked_residual,
     sparse_residual,
     spatial_cost,
@@ -289,3 +290,20 @@ def test_an_unknown_execution_or_gather_and_an_image_with_channels_are_rejected(
         )
     with pytest.raises(ValueError, match=r"\(N, 1, H, W\)"):
         ResidualCNN(4, 1)(torch.rand(2, 3, 16, 16))
+
+
+@pytest.mark.parametrize("gather", ["tiles", "positions"])
+def test_the_data_movement_alone_leaves_the_map_as_it_was(gather) -> None:
+    x = torch.randn(2, 4, 8, 8)
+    mask = (torch.rand(2, 1, 4, 4) < 0.5).float()
+    moved = gather_scatter_only(x, mask, gather=gather)
+    assert torch.equal(moved, x) and moved.is_contiguous(memory_format=torch.channels_last)
+    assert moved.data_ptr() != x.data_ptr()
+    assert torch.equal(gather_scatter_only(x, torch.zeros(2, 1, 4, 4), gather=gather), x)
+
+
+def test_the_data_movement_alone_checks_its_arguments() -> None:
+    with pytest.raises(ValueError, match="gather must be one of"):
+        gather_scatter_only(torch.randn(1, 4, 8, 8), torch.ones(1, 1, 8, 8), gather="rows")
+    with pytest.raises(ValueError, match="mask must have shape"):
+        gather_scatter_only(torch.randn(1, 4, 8, 8), torch.ones(1, 1, 3, 3))
