@@ -70,8 +70,9 @@ notebooks: setup
 	$(BIN)/python -m dyn_helpers.tools.runs --jobs 2 $(NOTEBOOKS)
 	$(BIN)/python -m dyn_helpers.tools.calibrate --page
 
-# Run each notebook under 12 base seeds and a second numeric setting (about an hour for the whole
-# book on 2 cores); writes book/results/calibration/ and book/calibration.md.
+# Run each notebook under 12 base seeds and a second numeric setting (about six minutes a notebook,
+# two to three hours for the whole book on 2 cores); writes book/results/calibration/ and
+# book/calibration.md.
 calibrate: setup
 	$(BIN)/python -m dyn_helpers.tools.calibrate $(NOTEBOOKS)
 
