@@ -27,7 +27,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -42,6 +41,7 @@ from dyn_helpers.decisions.confidence import (
 )
 from dyn_helpers.measure import TimingCase, timing_cases
 from dyn_helpers.outputs import Mode, ModelOutput
+from dyn_helpers.temporal.skipping import prefix_steps, uniform_steps
 
 SEQ_LENGTH = 100  # samples of an embedded sequence: a digit of MNIST1D_LENGTH samples in noise
 PATCH = 4  # samples read per step: a sequence of SEQ_LENGTH samples is read in SEQ_LENGTH / PATCH steps
@@ -309,24 +309,6 @@ def loss_over_steps(output: ModelOutput, y: torch.Tensor) -> torch.Tensor:
     return (per_step.mean(dim=0) * weights).sum() / weights.sum()
 
 
-def _check_n(n: int, n_steps: int) -> None:
-    check_positive_ints(n=n, n_steps=n_steps)
-    if n > n_steps:
-        raise ValueError(f"n must be at most the {n_steps} steps of a sequence, got {n}")
-
-
-def prefix_positions(n: int, n_steps: int) -> tuple[int, ...]:
-    """The first `n` of `n_steps` steps."""
-    _check_n(n, n_steps)
-    return tuple(range(n))
-
-
-def uniform_positions(n: int, n_steps: int) -> tuple[int, ...]:
-    """`n` of `n_steps` steps, spread evenly from the first to the last."""
-    _check_n(n, n_steps)
-    return tuple(int(p) for p in np.linspace(0, n_steps - 1, n).round())
-
-
 class StaticReader(nn.Module):
     """A GRU that reads fixed steps (`positions`) of every sequence, in order, and answers after the last.
 
@@ -399,10 +381,10 @@ def static_readers(
     step, head = reader_flops(hidden, 1, 0, patch), 2 * hidden * MNIST1D_CLASSES
     n = max(1, min(math.floor((budget - head) / step), n_steps))
     width = max(w for w in range(1, hidden + 1) if reader_flops(w, n_steps, patch=patch) <= budget)
-    every = prefix_positions(n_steps, n_steps)
+    every = prefix_steps(n_steps, n_steps)
     return {
-        f"prefix of {n} steps": StaticReader(hidden, prefix_positions(n, n_steps), n_steps, patch),
-        f"{n} steps spread evenly": StaticReader(hidden, uniform_positions(n, n_steps), n_steps, patch),
+        f"prefix of {n} steps": StaticReader(hidden, prefix_steps(n_steps, n), n_steps, patch),
+        f"{n} steps spread evenly": StaticReader(hidden, uniform_steps(n_steps, n), n_steps, patch),
         f"width {width}, every step": StaticReader(width, every, n_steps, patch),
     }
 
@@ -418,6 +400,6 @@ def _timing_cases(device: torch.device) -> dict[str, TimingCase]:
         "stepwise_patience_5": EarlyStoppingReader(rule="patience", patience=5, execution="stepwise"),
         "stepwise_every_step": EarlyStoppingReader(execution="stepwise"),
         "parallel_every_step": EarlyStoppingReader(),
-        "static_prefix_15": StaticReader(32, prefix_positions(15, n_steps), n_steps),
+        "static_prefix_15": StaticReader(32, prefix_steps(n_steps, 15), n_steps),
     }
     return {name: TimingCase(model.to(device).eval(), x) for name, model in models.items()}

@@ -6,6 +6,7 @@ import torch
 from dyn_helpers.data import mnist1d
 from dyn_helpers.measure import count_flops, flops_per_sample
 from dyn_helpers.outputs import ModelOutput
+from dyn_helpers.temporal.skipping import prefix_steps, uniform_steps
 from dyn_helpers.temporal.stopping import (
     PATCH,
     SEQ_LENGTH,
@@ -18,12 +19,10 @@ from dyn_helpers.temporal.stopping import (
     gru_step,
     loss_over_steps,
     patience_for_steps,
-    prefix_positions,
     reader_flops,
     static_readers,
     stop_steps,
     threshold_for_steps,
-    uniform_positions,
 )
 
 N_STEPS = SEQ_LENGTH // PATCH
@@ -139,8 +138,8 @@ def test_static_readers_refuse_steps_outside_the_sequence():
         StaticReader(8, (0, 25), N_STEPS)
     with pytest.raises(ValueError, match="increasing steps"):
         StaticReader(8, (3, 1), N_STEPS)
-    with pytest.raises(ValueError, match="at most"):
-        prefix_positions(26, N_STEPS)
+    with pytest.raises(ValueError, match="n_steps must be an int"):
+        prefix_steps(N_STEPS, 26)
     with pytest.raises(ValueError, match="steps"):
         StaticReader(8, (0, 1), N_STEPS)(sequences(2, 40))
 
@@ -241,23 +240,24 @@ def test_the_loss_over_steps_weights_later_steps_more():
 # The static readers
 
 
-def test_positions_of_a_prefix_and_of_an_even_spread():
-    assert prefix_positions(3, 25) == (0, 1, 2)
-    assert uniform_positions(5, 25) == (0, 6, 12, 18, 24)
-    assert uniform_positions(25, 25) == prefix_positions(25, 25)
+def test_the_static_readers_read_a_prefix_and_an_even_spread_of_the_steps():
+    readers = static_readers(reader_flops(32, 5), N_STEPS)
+    prefix, spread, _ = readers.values()
+    assert prefix.positions.tolist() == prefix_steps(N_STEPS, 5) == [0, 1, 2, 3, 4]
+    assert spread.positions.tolist() == uniform_steps(N_STEPS, 5) == [2, 7, 12, 17, 22]
 
 
 def test_a_static_reader_costs_what_reader_flops_says_for_every_input():
     x = sequences(3)
-    for hidden, positions in ((16, prefix_positions(7, N_STEPS)), (9, uniform_positions(25, N_STEPS))):
+    for hidden, positions in ((16, prefix_steps(N_STEPS, 7)), (9, uniform_steps(N_STEPS, 25))):
         model = StaticReader(hidden, positions, N_STEPS).eval()
         assert flops_per_sample(model, x).tolist() == [reader_flops(hidden, len(positions))] * 3
 
 
 def test_a_static_reader_reads_only_its_positions():
-    model = StaticReader(8, uniform_positions(5, N_STEPS), N_STEPS).eval()
+    model = StaticReader(8, uniform_steps(N_STEPS, 5), N_STEPS).eval()
     x, y = sequences(2), sequences(2).clone()
-    y[:, :, PATCH : 2 * PATCH] += 5.0  # step 1 is not among 0, 6, 12, 18, 24
+    y[:, :, PATCH : 2 * PATCH] += 5.0  # step 1 is not among 2, 7, 12, 17, 22
     with torch.no_grad():
         assert torch.equal(model(x).logits, model(y).logits)
 
