@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-from dyn_helpers.checks import check_positive_ints
+from dyn_helpers.checks import check_positive_ints, check_unit_interval
 from dyn_helpers.outputs import ModelOutput
 from dyn_helpers.sample_wise.early_exit import exits_at_threshold
 
@@ -27,12 +27,6 @@ def stack_logits(logits: Logits) -> torch.Tensor:
     if stacked.dim() != 3 or 0 in stacked.shape:
         raise ValueError(f"logits must have shape (exits, samples, classes), got {tuple(stacked.shape)}")
     return stacked.float()
-
-
-def check_unit_interval(value: float, name: str) -> None:
-    """Raise `ValueError` naming `name` unless `value` lies in [0, 1]."""
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got {value}")
 
 
 def _first_stop(stop: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from dyn_helpers.checks import check_unit_interval
 from dyn_helpers.data import MNIST1D_CLASSES, MNIST1D_LENGTH
 from dyn_helpers.layers import ExitHead, StaticCNN, conv_stack
 from dyn_helpers.measure import TimingCase, timing_cases
@@ -72,7 +73,7 @@ class MultiExitCNN(nn.Module):
     @exit_threshold.setter
     def exit_threshold(self, threshold: float | None) -> None:
         if threshold is not None:
-            check_threshold(threshold)
+            check_unit_interval(threshold, "threshold")
         self._exit_threshold = threshold
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
@@ -113,12 +114,6 @@ class MultiExitCNN(nn.Module):
         return ModelOutput(logits, decisions={"exit": exits}, executed=self.paths.index_select(0, exits))
 
 
-def check_threshold(threshold: float) -> None:
-    """Raise `ValueError` unless `threshold` is a confidence in [0, 1]."""
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-
-
 def every_exit_logits(output: ModelOutput) -> list[torch.Tensor]:
     """Every exit's logits, shallowest first, from a `MultiExitCNN` output."""
     if not isinstance(output, ModelOutput):
@@ -157,7 +152,7 @@ def exits_at_threshold(logits: Sequence[torch.Tensor] | torch.Tensor, threshold:
     hand (a list of (N, classes) tensors, or a tensor (n_exits, N, classes)), so that
     thresholds can be swept cheaply.
     """
-    check_threshold(threshold)
+    check_unit_interval(threshold, "threshold")
     confidence = _stack_exits(logits).softmax(dim=-1).amax(dim=-1)  # (n_exits, N)
     stop = confidence.double() >= threshold  # in float64, as the model compares
     stop[-1] = True

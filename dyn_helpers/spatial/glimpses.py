@@ -22,18 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dyn_helpers.checks import check_positive_ints
+from dyn_helpers.checks import check_positive_ints, check_unit_interval
 from dyn_helpers.data import DIGITS_CLASSES
 from dyn_helpers.measure import TimingCase, timing_cases
 from dyn_helpers.outputs import ModelOutput
-
-
-def check_threshold(threshold: float | None) -> None:
-    """Raise `ValueError` unless `threshold` is None (never exit early) or a probability in [0, 1]."""
-    if threshold is None:
-        return
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must be a probability in [0, 1] or None, got {threshold!r}")
 
 
 def _check_canvases(x: torch.Tensor) -> None:
@@ -232,7 +224,7 @@ class GlanceFocus(nn.Module):
                 f"(got downsample {focus.downsample})"
             )
         check_positive_ints(crop=crop, max_glimpses=max_glimpses)
-        check_threshold(threshold)
+        check_unit_interval(threshold, "threshold", none_ok=True)
         self.glance, self.focus, self.crop = glance, focus, crop
         self.threshold, self.max_glimpses = threshold, max_glimpses
 
@@ -240,7 +232,7 @@ class GlanceFocus(nn.Module):
         _check_canvases(x)
         canvas = x.shape[-1]
         _check_size(self.crop, canvas)
-        check_threshold(self.threshold)
+        check_unit_interval(self.threshold, "threshold", none_ok=True)
         features = self.glance.features(x)
         logits = self.glance.head(features.mean(dim=(2, 3)))
         total = F.log_softmax(logits, dim=1)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dyn_helpers.checks import check_positive_ints
+from dyn_helpers.checks import check_positive_ints, check_unit_interval
 from dyn_helpers.data import DIGITS_CLASSES, Split, Splits, cluttered_digits
 from dyn_helpers.measure import TimingCase, count_flops, timing_cases
 from dyn_helpers.outputs import ModelOutput
@@ -83,14 +83,6 @@ def check_images(x: object, downsample: int = 1) -> None:
         raise ValueError(f"downsample {downsample} must divide the {height}x{width} canvas")
     if min(height, width) // downsample < 4:
         raise ValueError(f"the {height}x{width} canvas at 1/{downsample} resolution is under 4 pixels a side")
-
-
-def check_threshold(threshold: float | None) -> None:
-    """Raise `ValueError` unless `threshold` is None or a confidence in [0, 1]."""
-    if threshold is None:
-        return
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
-        raise ValueError(f"threshold must be a confidence in [0, 1] or None, got {threshold!r}")
 
 
 def _conv(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -202,7 +194,7 @@ class ResolutionAdaptiveNet(nn.Module):
 
     @exit_threshold.setter
     def exit_threshold(self, threshold: float | None) -> None:
-        check_threshold(threshold)
+        check_unit_interval(threshold, "threshold", none_ok=True)
         self._exit_threshold = threshold
 
     def first(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -262,7 +254,7 @@ def exit_costs(model: ResolutionAdaptiveNet, x: torch.Tensor) -> tuple[int, int]
 def exits_at(low_logits: torch.Tensor, threshold: float) -> torch.Tensor:
     """The exit (1 or 2) of each input at `threshold`, from exit 1's logits (N, classes) already at
     hand: the rule of `ResolutionAdaptiveNet`'s `exit_threshold` mode, to sweep thresholds cheaply."""
-    check_threshold(threshold)
+    check_unit_interval(threshold, "threshold", none_ok=True)
     if threshold is None:
         raise ValueError("threshold must be a confidence in [0, 1], got None")
     if not isinstance(low_logits, torch.Tensor) or low_logits.dim() != 2 or 0 in low_logits.shape:

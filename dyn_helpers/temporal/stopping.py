@@ -31,10 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dyn_helpers.checks import check_positive_ints
+from dyn_helpers.checks import check_positive_ints, check_unit_interval
 from dyn_helpers.data import MNIST1D_CLASSES, MNIST1D_LENGTH, Split, Splits, mnist1d
 from dyn_helpers.decisions.confidence import (
-    check_unit_interval,
     exits_max_probability,
     exits_patience,
     threshold_for_budget,
