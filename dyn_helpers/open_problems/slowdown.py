@@ -85,7 +85,7 @@ def pgd(objective: Objective, x: torch.Tensor, eps: float, steps: int = 10) -> t
 def universal_perturbation(
     objective: Objective, x: torch.Tensor, eps: float, epochs: int = 3, batch_size: int = 250
 ) -> torch.Tensor:
-    """One change, shape (1, *x.shape[1:]) and within `eps`, that lowers `objective` on every batch of `x`.
+    """One change of the shape of one input, within `eps`, that lowers `objective` on every batch of `x`.
 
     A universal perturbation is made once, on inputs the attacker holds, and added to any input
     later: signed gradient steps of 0.25 `eps` on each batch in turn, clipped to [-eps, eps].
