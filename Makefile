@@ -10,7 +10,7 @@ OTHER_SEEDS ?= 1 2
 PYTEST_NB := PYTHONPATH=tests $(BIN)/python -m pytest -p nbtiming -p nbportable -n 2 --dist loadfile
 export OMP_NUM_THREADS := 1
 
-.PHONY: setup book test lint anatomy freshness unit nbval seeds build browser lab notebooks calibrate calibration-page bench lock clean
+.PHONY: setup book test lint workflows anatomy freshness unit nbval seeds build browser lab notebooks calibrate calibration-page bench lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,13 +27,19 @@ book: setup build
 build: setup
 	$(BIN)/jupyter-book build --warningiserror --nitpick --keep-going --builder html .
 
-test: setup lint anatomy freshness unit nbval seeds build browser
+test: setup lint workflows anatomy freshness unit nbval seeds build browser
 	@echo "All checks passed."
 
 lint: setup
 	$(BIN)/ruff check dyn_helpers tests chapters book/templates
 	$(BIN)/ruff format --check dyn_helpers tests
 	$(BIN)/ruff format --check --line-length 88 chapters book/templates
+
+# The GitHub Actions workflow that tests and publishes the book, checked offline: against the
+# GitHub-workflow schema, and by zizmor's security audits (pinned actions, least permissions).
+workflows: setup
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(BIN)/zizmor --offline .github/workflows/
 
 # Every notebook has the book's anatomy (book/adding_a_chapter.md), and so does a chapter made from
 # book/templates/chapter.ipynb, which is also run (seconds).
@@ -79,7 +85,8 @@ calibrate: setup
 calibration-page: setup
 	$(BIN)/python -m dyn_helpers.tools.calibrate --page
 
-# The GPU-timed suite: writes one record for the device at hand to book/results/.
+# The timing suite: times every registered case on the device at hand (CUDA when available, else the
+# CPU) and writes its record to book/results/; chapter 7 reads the CPU record (theory_vs_practice).
 bench: setup
 	$(BIN)/python -m dyn_helpers.tools.bench
 

@@ -52,6 +52,26 @@ def flops_per_sample(fn: Callable[[torch.Tensor], object], x: torch.Tensor) -> t
     return torch.tensor([count_flops(fn, x[i : i + 1]) for i in range(len(x))], dtype=torch.int64)
 
 
+def flops_per_input(
+    fn: Callable[[torch.Tensor], object], x: torch.Tensor, *, batch_size: int = 1, n_inputs: int = 16
+) -> float:
+    """Mean FLOPs per input of `fn` run on batches of `batch_size` samples of `x`.
+
+    The batches cover the first `n_inputs` inputs, or one batch if that is more. At batch size 1
+    this is what each input's decisions let run; at a larger one, a model that must run for a
+    whole batch what one of its inputs needs is charged for it.
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() < 1:
+        raise ValueError("x must be a batch of inputs (a tensor with a batch dimension)")
+    if batch_size < 1 or n_inputs < 1:
+        raise ValueError(f"batch_size and n_inputs must be positive, got {batch_size} and {n_inputs}")
+    if batch_size > len(x):
+        raise ValueError(f"x holds {len(x)} inputs, fewer than one batch of {batch_size}")
+    n = min(len(x), max(n_inputs, batch_size))
+    batches = [b for b in torch.split(x[:n], batch_size) if len(b) == batch_size]
+    return sum(count_flops(fn, b) for b in batches) / (len(batches) * batch_size)
+
+
 @dataclass(frozen=True)
 class Latency:
     """Seconds per batch: the median and interquartile range over repeated timings."""
@@ -203,11 +223,21 @@ def _cuda_times(run: Callable[[], None], *, warmup: int, min_run_time: float) ->
 
 @dataclass(frozen=True)
 class TimingCase:
-    """One model timed by the GPU suite: `fn` on the batches of `inputs`, at each batch size."""
+    """One model timed by the timing suite: `fn` on the batches of `inputs`, at each batch size.
+
+    A dynamic model's case names its `reference`: the case of the same chapter that runs the same
+    network without its decisions (every block, step, position or expert, for every input).
+    `counted_by` names the case whose FLOPs, each input run alone, are the FLOPs this case's
+    decisions allow, as a paper counts them; None means the case itself, which is right for an
+    execution that skips what its decisions skip. Chapter 7's theory-against-practice table
+    (`dyn_helpers.open_problems.practice`) reads both.
+    """
 
     fn: Callable[[torch.Tensor], object]
     inputs: torch.Tensor
     batch_sizes: tuple[int, ...] = (1, 256)
+    reference: str | None = None
+    counted_by: str | None = None
 
     def __post_init__(self) -> None:
         if not callable(self.fn):
@@ -216,6 +246,26 @@ class TimingCase:
             raise TypeError(f"inputs must be a tensor, got {type(self.inputs).__name__}")
         if not self.batch_sizes or any(b < 1 or b > len(self.inputs) for b in self.batch_sizes):
             raise ValueError(f"batch sizes must lie in 1..{len(self.inputs)}, got {self.batch_sizes}")
+        for name, value in (("reference", self.reference), ("counted_by", self.counted_by)):
+            if value is not None and not (isinstance(value, str) and value.isidentifier()):
+                raise ValueError(f"{name} must be the name of another case of the chapter, got {value!r}")
+        if self.counted_by is not None and self.reference is None:
+            raise ValueError("counted_by is read only for a dynamic case: give its reference too")
+
+
+def check_references(chapter: str, cases: Mapping[str, TimingCase]) -> None:
+    """Check that every `reference` and `counted_by` of a chapter's cases names a case of the chapter,
+    and that a reference is a case without a reference of its own, taking inputs of the same shape."""
+    for name, case in cases.items():
+        for role, other in (("reference", case.reference), ("counted_by", case.counted_by)):
+            if other is not None and other not in cases:
+                raise ValueError(f"{chapter}/{name}: its {role} {other!r} is not a case of {chapter}")
+        if case.reference is not None:
+            reference = cases[case.reference]
+            if reference.reference is not None:
+                raise ValueError(f"{chapter}/{name}: its reference {case.reference!r} is itself dynamic")
+            if reference.inputs.shape[1:] != case.inputs.shape[1:]:
+                raise ValueError(f"{chapter}/{name}: its reference takes inputs of another shape")
 
 
 TimingCases = Callable[[torch.device], Mapping[str, TimingCase]]

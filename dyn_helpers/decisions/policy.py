@@ -179,7 +179,11 @@ def _blockdrop_timing_cases(device: torch.device) -> dict[str, TimingCase]:
         "static_3_blocks": SubsetCNN(backbone, range(3)),
         "static_4_blocks": SubsetCNN(backbone, range(4)),
     }
-    return {name: TimingCase(model.to(device).eval(), x) for name, model in models.items()}
+    reference = {"policy_all_blocks": "static_4_blocks", "policy_no_blocks": "static_4_blocks"}
+    return {
+        name: TimingCase(model.to(device).eval(), x, reference=reference.get(name))
+        for name, model in models.items()
+    }
 
 
 @timing_cases("policy_vs_gates")

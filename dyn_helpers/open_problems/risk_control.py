@@ -333,6 +333,8 @@ def _timing_cases(device: torch.device) -> dict[str, TimingCase]:
     depth = len(BOOK_ARCHITECTURE["widths"])
     model = MultiExitCNN(**BOOK_ARCHITECTURE, exit_threshold=0.15).to(device).eval()
     return {
-        "early_exit_threshold_0_15": TimingCase(model, x[:64], batch_sizes=(1,)),
+        "early_exit_threshold_0_15": TimingCase(
+            model, x[:64], batch_sizes=(1,), reference=f"static_depth_{depth}"
+        ),
         f"static_depth_{depth}": TimingCase(StaticCNN(depth, **BOOK_ARCHITECTURE).to(device).eval(), x),
     }

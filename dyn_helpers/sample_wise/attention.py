@@ -127,4 +127,9 @@ def _timing_cases(device: torch.device) -> dict[str, TimingCase]:
         "squeeze_excitation": AttentionCNN("se", (16,) * 4),
         "spatial_attention": AttentionCNN("spatial", (16,) * 4),
     }
-    return {name: TimingCase(model.to(device).eval(), x) for name, model in models.items()}
+    return {
+        name: TimingCase(
+            model.to(device).eval(), x, reference=None if name.startswith("static") else "static_width_16"
+        )
+        for name, model in models.items()
+    }

@@ -322,15 +322,21 @@ class DigitCNN(nn.Module):
 
 @timing_cases("dynamic_convolution")
 def _dynamic_convolution_timing_cases(device: torch.device) -> dict[str, TimingCase]:
-    """CondConv CNNs of widths 8 and 16 (4 kernels), their static twins of widths 9 and 17, and width 16
-    again in mode `mixing="outputs"`: the same map, computed the expensive way."""
+    """CondConv CNNs of widths 8 and 16 (4 kernels), the static CNNs of their widths (the reference),
+    their static twins of widths 9 and 17, and width 16 again in mode `mixing="outputs"`: the same
+    map, computed the expensive way."""
     x = torch.randn(256, *MNIST1D_SHAPE)
     cases = {}
     for width, twin in ((8, 9), (16, 17)):  # twin: the narrowest static CNN with at least CondConv's FLOPs
-        cases[f"condconv_width_{width}"] = TimingCase(CondConvCNN(width, n_kernels=4).to(device).eval(), x)
-        cases[f"static_width_{twin}"] = TimingCase(StaticCNN(4, (twin,) * 4).to(device).eval(), x)
+        cases[f"condconv_width_{width}"] = TimingCase(
+            CondConvCNN(width, n_kernels=4).to(device).eval(), x, reference=f"static_width_{width}"
+        )
+        for w in (width, twin):
+            cases[f"static_width_{w}"] = TimingCase(StaticCNN(4, (w,) * 4).to(device).eval(), x)
     outputs_mixed = CondConvCNN(16, n_kernels=4, mixing="outputs")
-    cases["condconv_mixing_outputs_width_16"] = TimingCase(outputs_mixed.to(device).eval(), x)
+    cases["condconv_mixing_outputs_width_16"] = TimingCase(
+        outputs_mixed.to(device).eval(), x, reference="static_width_16", counted_by="condconv_width_16"
+    )
     return cases
 
 
@@ -342,4 +348,9 @@ def _weight_prediction_timing_cases(device: torch.device) -> dict[str, TimingCas
     widths = {"plain_width_12": 12, "plain_width_19": 19, "plain_width_14": 14}
     models = {name: DigitCNN(width) for name, width in widths.items()}
     models |= {f"{m.replace(' ', '_')}_width_12": DigitCNN(12, m) for m in ("deformable", "dynamic filter")}
-    return {name: TimingCase(model.to(device).eval(), x) for name, model in models.items()}
+    return {
+        name: TimingCase(
+            model.to(device).eval(), x, reference=None if name.startswith("plain") else "plain_width_12"
+        )
+        for name, model in models.items()
+    }

@@ -182,5 +182,7 @@ def _timing_cases(device: torch.device) -> dict[str, TimingCase]:
     }
     for threshold, name in ((0.0, "first_exit"), (1.0, "all_exits")):
         model = MultiExitCNN(**BOOK_ARCHITECTURE, exit_threshold=threshold).to(device).eval()
-        cases[f"early_exit_{name}"] = TimingCase(model, x[:64], batch_sizes=(1,))
+        cases[f"early_exit_{name}"] = TimingCase(
+            model, x[:64], batch_sizes=(1,), reference=f"static_depth_{depth}"
+        )
     return cases

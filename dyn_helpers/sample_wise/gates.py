@@ -157,7 +157,10 @@ def gated_timing_cases(
     models = {"gated_all_blocks": gated_open, "gated_no_blocks": gated_shut}
     for blocks in static_blocks:
         models[f"static_{blocks}_blocks"] = GatedResidualCNN(blocks, width, estimator=None)
-    return {name: TimingCase(model.to(device).eval(), x) for name, model in models.items()}
+    return {
+        name: TimingCase(model.to(device).eval(), x, reference="static_4_blocks" if "gated" in name else None)
+        for name, model in models.items()
+    }
 
 
 @timing_cases("efficiency_losses")

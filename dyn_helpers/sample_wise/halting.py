@@ -153,4 +153,7 @@ def _timing_cases(device: torch.device) -> dict[str, TimingCase]:
         "static_3_blocks": GatedResidualCNN(3, 16, estimator=None),
         "static_4_blocks": GatedResidualCNN(4, 16, estimator=None),
     }
-    return {name: TimingCase(model.to(device).eval(), x) for name, model in models.items()}
+    return {
+        name: TimingCase(model.to(device).eval(), x, reference="static_4_blocks" if "act" in name else None)
+        for name, model in models.items()
+    }

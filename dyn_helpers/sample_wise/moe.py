@@ -254,12 +254,18 @@ def load_cv(load: torch.Tensor) -> float:
 
 @timing_cases("mixture_of_experts")
 def _timing_cases(device: torch.device) -> dict[str, TimingCase]:
-    """Top-1 and top-2 routing over 8 experts, and the dense twins of 32 and 64 hidden units."""
+    """Top-1 and top-2 routing over 8 experts, every expert for every input (the reference), and the
+    dense twins of 32 and 64 hidden units."""
     x = torch.randn(256, *MNIST1D_SHAPE)
     models = {
         "moe_top_1": MoEClassifier(8, 1),
         "moe_top_2": MoEClassifier(8, 2),
+        "moe_all_8": MoEClassifier(8, 8),
         "dense_32_hidden": DenseClassifier(d_hidden=32),
         "dense_64_hidden": DenseClassifier(d_hidden=64),
     }
-    return {name: TimingCase(model.to(device).eval(), x) for name, model in models.items()}
+    reference = {"moe_top_1": "moe_all_8", "moe_top_2": "moe_all_8"}
+    return {
+        name: TimingCase(model.to(device).eval(), x, reference=reference.get(name))
+        for name, model in models.items()
+    }

@@ -148,6 +148,6 @@ def _timing_cases(device: torch.device) -> dict[str, TimingCase]:
     }
     return {
         "soft_tree": TimingCase(soft, x),
-        "hard_routing": TimingCase(hard, x),
+        "hard_routing": TimingCase(hard, x, reference="soft_tree"),
         **{name: TimingCase(model.to(device).eval(), x) for name, model in static.items()},
     }

@@ -297,4 +297,9 @@ def _timing_cases(device: torch.device) -> dict[str, TimingCase]:
         )
     models["glance_only"] = GlanceFocus(GlimpseCNN(16, downsample=2), GlimpseCNN(16), threshold=0.0)
     models["glance_focus_exit_90"] = GlanceFocus(GlimpseCNN(16, downsample=2), GlimpseCNN(16), threshold=0.9)
-    return {name: TimingCase(model.to(device).eval(), x) for name, model in models.items()}
+    return {
+        name: TimingCase(
+            model.to(device).eval(), x, reference="full_resolution" if "glance" in name else None
+        )
+        for name, model in models.items()
+    }

@@ -314,7 +314,9 @@ def _timing_cases(device: torch.device) -> dict[str, TimingCase]:
     cases = {}
     for threshold, name in ((0.0, "all_low"), (1.0, "all_full"), (None, "reference")):
         model = ResolutionAdaptiveNet((8, 6), 2, exit_threshold=threshold)
-        cases[name] = TimingCase(model.to(device).eval(), x)
+        cases[name] = TimingCase(
+            model.to(device).eval(), x, reference=None if threshold is None else "reference"
+        )
     for name, model in static_family([6, 8], (1, 2)).items():
         cases[f"static_{name.replace(', 1/2 resolution', '_half').replace(' ', '_')}"] = TimingCase(
             model.to(device).eval(), x

@@ -583,4 +583,13 @@ def _timing_cases(device: torch.device) -> dict[str, TimingCase]:
         "static_width_8": ResidualCNN(8, 3),
         "static_half_resolution": ResidualCNN(16, 3, downsample=2),
     }
-    return {name: TimingCase(model.to(device).eval(), x) for name, model in models.items()}
+    reference = {name: "dense" for name in models if name.startswith(("sparse", "masked"))}
+    return {
+        name: TimingCase(
+            model.to(device).eval(),
+            x,
+            reference=reference.get(name),
+            counted_by="sparse_positions_20" if name == "masked_20" else None,
+        )
+        for name, model in models.items()
+    }

@@ -266,4 +266,7 @@ def _timing_cases(device: torch.device) -> dict[str, TimingCase]:
         "random_r16": TinyViT(reduction="random", r=16),
         "vit_patch4": TinyViT(patch=4),
     }
-    return {name: TimingCase(m.to(device).eval(), x) for name, m in models.items()}
+    return {
+        name: TimingCase(m.to(device).eval(), x, reference="vit_patch2" if name.endswith("_r16") else None)
+        for name, m in models.items()
+    }

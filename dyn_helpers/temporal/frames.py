@@ -418,13 +418,13 @@ def _timing_cases(device: torch.device) -> dict[str, TimingCase]:
     every = FrameExitNet(execution="stepwise")
     every.load_state_dict(first.state_dict())
     models = {
-        "stepwise_gate_first_frame": (first, (1,)),
-        "stepwise_every_frame": (every, (1,)),
-        "parallel_every_frame": (FrameExitNet(), (1, 256)),
-        "static_uniform_4": (StaticFrameNet(uniform_steps(N_FRAMES, 4)), (1, 256)),
-        "static_all": (StaticFrameNet(), (1, 256)),
+        "stepwise_gate_first_frame": (first, (1,), "parallel_every_frame"),
+        "stepwise_every_frame": (every, (1,), "parallel_every_frame"),
+        "parallel_every_frame": (FrameExitNet(), (1, 256), None),
+        "static_uniform_4": (StaticFrameNet(uniform_steps(N_FRAMES, 4)), (1, 256), None),
+        "static_all": (StaticFrameNet(), (1, 256), None),
     }
     return {
-        name: TimingCase(model.to(device).eval(), x, batch_sizes=sizes)
-        for name, (model, sizes) in models.items()
+        name: TimingCase(model.to(device).eval(), x, batch_sizes=sizes, reference=reference)
+        for name, (model, sizes, reference) in models.items()
     }

@@ -252,8 +252,8 @@ def _timing_cases(device: torch.device) -> dict[str, TimingCase]:
     batched.load_state_dict(jumping.state_dict())
     full.load_state_dict(jumping.state_dict())
     return {
-        "jumping": TimingCase(jumping.to(device).eval(), x, batch_sizes=(1,)),
-        "batched": TimingCase(batched.to(device).eval(), x),
+        "jumping": TimingCase(jumping.to(device).eval(), x, batch_sizes=(1,), reference="full"),
+        "batched": TimingCase(batched.to(device).eval(), x, reference="full", counted_by="jumping"),
         "full": TimingCase(full.to(device).eval(), x),
         "static_uniform_8_width_32": TimingCase(
             StaticGRU(8, 32, 4, uniform_steps(40, 8)).to(device).eval(), x

@@ -196,8 +196,8 @@ def _timing_cases(device: torch.device) -> dict[str, TimingCase]:
     masked.load_state_dict(skimming.state_dict())
     full.load_state_dict(skimming.state_dict())
     return {
-        "skimming": TimingCase(skimming.to(device).eval(), x, batch_sizes=(1,)),
-        "masked": TimingCase(masked.to(device).eval(), x),
+        "skimming": TimingCase(skimming.to(device).eval(), x, batch_sizes=(1,), reference="full"),
+        "masked": TimingCase(masked.to(device).eval(), x, reference="full", counted_by="skimming"),
         "full": TimingCase(full.to(device).eval(), x),
         "static_all_width_8": TimingCase(StaticGRU(8, 8, 4).to(device).eval(), x),
         "static_all_width_16": TimingCase(StaticGRU(8, 16, 4).to(device).eval(), x),

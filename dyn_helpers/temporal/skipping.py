@@ -246,8 +246,8 @@ def _timing_cases(device: torch.device) -> dict[str, TimingCase]:
     masked.load_state_dict(skipping.state_dict())
     full.load_state_dict(skipping.state_dict())
     cases = {
-        "skipping": TimingCase(skipping.to(device).eval(), x, batch_sizes=(1,)),
-        "masked": TimingCase(masked.to(device).eval(), x),
+        "skipping": TimingCase(skipping.to(device).eval(), x, batch_sizes=(1,), reference="full"),
+        "masked": TimingCase(masked.to(device).eval(), x, reference="full", counted_by="skipping"),
         "full": TimingCase(full.to(device).eval(), x),
         "static_all_width_16": TimingCase(StaticGRU(8, 16, 4).to(device).eval(), x),
         "static_uniform_16_width_48": TimingCase(

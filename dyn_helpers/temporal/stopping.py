@@ -401,4 +401,10 @@ def _timing_cases(device: torch.device) -> dict[str, TimingCase]:
         "parallel_every_step": EarlyStoppingReader(),
         "static_prefix_15": StaticReader(32, prefix_steps(n_steps, 15), n_steps),
     }
-    return {name: TimingCase(model.to(device).eval(), x) for name, model in models.items()}
+    stopping = ("stepwise_confidence_09", "stepwise_patience_5")
+    return {
+        name: TimingCase(
+            model.to(device).eval(), x, reference="parallel_every_step" if name in stopping else None
+        )
+        for name, model in models.items()
+    }

@@ -19,6 +19,16 @@ def test_suite_writes_one_record_with_provenance_for_the_device(tmp_path):
     assert all(m["median_s"] > 0 and m["iqr_s"] >= 0 for m in record["measurements"])
 
 
+def test_the_record_holds_flops_run_and_each_dynamic_case_names_its_reference(tmp_path):
+    path = bench.run("cpu", min_run_time=0.01, results_dir=tmp_path, chapters=["early_exiting"])
+    measurements = {(m["case"], m["batch_size"]): m for m in json.loads(path.read_text())["measurements"]}
+    first_exit = measurements["early_exiting/early_exit_first_exit", 1]
+    static = measurements["early_exiting/static_depth_4", 1]
+    assert first_exit["reference"] == "early_exiting/static_depth_4" and "reference" not in static
+    assert 0 < first_exit["counted_flops"] == first_exit["flops_per_input"] < static["flops_per_input"]
+    assert first_exit["reference_median_s"] > 0 and "reference_median_s" not in static
+
+
 def test_only_records_made_on_a_cuda_device_count_as_gpu_records(tmp_path):
     for name, device in (("cpu", "cpu"), ("gpu", "cuda:0")):
         record = {"provenance": {"device": device, "device_name": name}, "measurements": []}
