@@ -10,7 +10,7 @@ OTHER_SEEDS ?= 1 2
 PYTEST_NB := PYTHONPATH=tests $(BIN)/python -m pytest -p nbtiming -p nbportable -n 2 --dist loadfile
 export OMP_NUM_THREADS := 1
 
-.PHONY: setup book test lint workflows anatomy freshness unit nbval seeds build browser lab notebooks calibrate calibration-page bench lock clean
+.PHONY: setup book test lint workflows anatomy freshness unit nbval seeds build browser lab notebooks calibrate calibration-page bench leaderboard payoff lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,14 @@ setup: $(STAMP)
 book: setup build
 	@echo "The book is built: open $(CURDIR)/_build/html/index.html"
 
+# The repository that holds the book, in one place: with it, every page links to its source file
+# there (the publishing workflow sets it to the repository it runs in); without it, no source links.
+REPOSITORY_URL ?=
+BOOK_CONFIG := _build/config/_config.yml
+
 build: setup
-	$(BIN)/jupyter-book build --warningiserror --nitpick --keep-going --builder html .
+	$(BIN)/python -m dyn_helpers.tools.book_config $(BOOK_CONFIG) --repository "$(REPOSITORY_URL)"
+	$(BIN)/jupyter-book build --warningiserror --nitpick --keep-going --builder html --config $(BOOK_CONFIG) .
 
 test: setup lint workflows anatomy freshness unit nbval seeds build browser
 	@echo "All checks passed."
@@ -89,6 +95,15 @@ calibration-page: setup
 # CPU) and writes its record to book/results/; chapter 7 reads the CPU record (theory_vs_practice).
 bench: setup
 	$(BIN)/python -m dyn_helpers.tools.bench
+
+# The leaderboard's multi-seed records (book/results/leaderboard/): every stale entry retrained under
+# its seeds, then every entry timed on the CPU; about half an hour on 2 cores. Run on a quiet machine.
+leaderboard: setup
+	$(BIN)/python -m dyn_helpers.tools.leaderboard
+
+# The "when dynamic networks pay" sweeps (book/results/payoff/): every stale family's record remade.
+payoff: setup
+	$(BIN)/python -m dyn_helpers.tools.payoff
 
 lock:
 	head -n 2 requirements.lock > requirements.lock.new

@@ -217,3 +217,30 @@ def test_page_renders_cleanly_in_a_browser(page_name: str, base_url: str, browse
     finally:
         context.close()
     assert not problems, f"{page_name}:\n  " + "\n  ".join(dict.fromkeys(problems))
+
+
+LEADERBOARD = "chapters/08_leaderboard/leaderboard"
+# The sort keys of one column of the first sortable table, in the order the rows are shown.
+COLUMN_KEYS_JS = """(column) => Array.from(document.querySelector('table.sortable').tBodies[0].rows)
+  .map(row => row.cells[column].getAttribute('data-sort'))"""
+
+
+def test_the_leaderboard_table_sorts_by_a_column_when_its_header_is_clicked(base_url: str, browser) -> None:
+    """A click on a header sorts the rows by that column, ascending, and a second click descending."""
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        page.goto(base_url + f"{LEADERBOARD}.html", wait_until="load", timeout=PAGE_TIMEOUT_MS)
+        headers = page.locator("table.sortable thead th")
+        column = next(i for i in range(headers.count()) if headers.nth(i).inner_text().startswith("Counted"))
+        button = headers.nth(column).locator("button.sort-button")
+        button.click()
+        keys = [float(k) for k in page.evaluate(COLUMN_KEYS_JS, column)]
+        assert keys == sorted(keys) and len(keys) > 10
+        assert headers.nth(column).get_attribute("aria-sort") == "ascending"
+        button.click()
+        keys = [float(k) for k in page.evaluate(COLUMN_KEYS_JS, column)]
+        assert keys == sorted(keys, reverse=True)
+        assert headers.nth(column).get_attribute("aria-sort") == "descending"
+    finally:
+        context.close()

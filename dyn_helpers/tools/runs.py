@@ -194,6 +194,45 @@ def device_records(results_dir: Path = RESULTS_DIR) -> list[dict[str, str]]:
     return records
 
 
+# Multi-seed records that make targets write, too long to make inside a notebook: the folder under
+# book/results/ and the target that writes them.
+MADE_RECORDS = {"leaderboard": "make leaderboard", "payoff": "make payoff"}
+
+
+def made_records(results_dir: Path = RESULTS_DIR) -> list[dict[str, Any]]:
+    """One row per group of records written by a make target (`MADE_RECORDS`): how many, seeds, time, date, CPU.
+
+    A group is a folder of records (a leaderboard board, the payoff sweeps) or a single record file
+    beside them (the leaderboard's timing).
+    """
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for folder, target in MADE_RECORDS.items():
+        for path in sorted((results_dir / folder).rglob("*.json")):
+            key = path.parent.relative_to(results_dir).as_posix()
+            if path.parent == results_dir / folder and folder == "leaderboard":
+                key = path.relative_to(results_dir).as_posix()
+            record = load_json(path)
+            record["_target"] = target
+            groups.setdefault(key, []).append(record)
+    rows = []
+    for key, records in groups.items():
+        seeds = {len(r["seeds"]) for r in records if isinstance(r.get("seeds"), list)}
+        rows.append(
+            {
+                "records": key,
+                "target": records[0]["_target"],
+                "count": len(records),
+                "seeds": ", ".join(str(n) for n in sorted(seeds)) or "-",
+                "elapsed_s": sum(float(r.get("elapsed_s", 0.0)) for r in records),
+                "date": max(str(r.get("provenance", {}).get("date", "")) for r in records),
+                "cpu": ", ".join(
+                    sorted({str(r.get("provenance", {}).get("cpu", "unknown")) for r in records})
+                ),
+            }
+        )
+    return rows
+
+
 def _environment(record: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     """The software and hardware rows of a run record, in display order."""
     packages = record.get("packages", {})
@@ -223,8 +262,13 @@ def _display_date(iso: str) -> str:
     return when.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def render_status(runs: Mapping[str, Mapping[str, Any]], devices: Sequence[Mapping[str, str]]) -> str:
-    """The status page (MyST markdown) for notebook run records and device timing records."""
+def render_status(
+    runs: Mapping[str, Mapping[str, Any]],
+    devices: Sequence[Mapping[str, str]],
+    made: Sequence[Mapping[str, Any]] = (),
+) -> str:
+    """The status page (MyST markdown) for notebook run records, device timing records and the
+    multi-seed records of make targets (`made_records`)."""
     lines = [
         "# Status of the stored outputs",
         "",
@@ -288,12 +332,31 @@ def render_status(runs: Mapping[str, Mapping[str, Any]], devices: Sequence[Mappi
             for d in devices
         ]
         lines.append("")
+    if made:
+        lines += [
+            "## Records made by make targets",
+            "",
+            "Multi-seed records too long to make inside a notebook; the pages read them and check that",
+            "they belong to today's code. Time is the sum of the records' own run times.",
+            "",
+            "| Records | Target | Files | Seeds | Time (s) | Latest | CPU |",
+            "|---|---|--:|---|--:|---|---|",
+        ]
+        lines += [
+            f"| `{m['records']}` | `{m['target']}` | {m['count']} | {m['seeds']} | {m['elapsed_s']:.0f} "
+            f"| {_display_date(m['date'])} | {m['cpu']} |"
+            for m in made
+        ]
+        lines.append("")
     return "\n".join(lines)
 
 
 def write_status(runs_file: Path = RUNS_FILE, page: Path = STATUS_PAGE) -> None:
-    """Regenerate the status page from the run records and the device records beside them."""
-    page.write_text(render_status(load_json(runs_file), device_records(runs_file.parent)), encoding="utf-8")
+    """Regenerate the status page from the run records, the device records and the make targets' records beside them."""
+    results = runs_file.parent
+    page.write_text(
+        render_status(load_json(runs_file), device_records(results), made_records(results)), encoding="utf-8"
+    )
 
 
 def run_notebooks(paths: Sequence[str | os.PathLike[str]], jobs: int = 1) -> dict[str, Any]:

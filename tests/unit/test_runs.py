@@ -189,3 +189,21 @@ def test_a_stored_run_keeps_the_date_of_the_multi_seed_record_it_could_read(
     runs.execute_notebook(notebook)
     stored = fingerprint.stored(nbformat.read(notebook, as_version=4))
     assert stored[runs.MULTI_SEED_KEY] == "2026-11-30T07:33:07Z" and stored["claims"] == claims
+
+
+def test_records_made_by_make_targets_are_listed_by_group_with_their_time(tmp_path: Path) -> None:
+    def write(path: Path, elapsed: float) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        provenance = {"date": "2026-12-01T05:00:00Z", "cpu": "Test CPU"}
+        path.write_text(json.dumps({"seeds": [1, 2], "elapsed_s": elapsed, "provenance": provenance}))
+
+    write(tmp_path / "leaderboard" / "b" / "x.json", 10.0)
+    write(tmp_path / "leaderboard" / "b" / "y.json", 5.0)
+    write(tmp_path / "leaderboard" / "timing-cpu.json", 3.0)
+    write(tmp_path / "payoff" / "depth.json", 7.0)
+    made = {m["records"]: m for m in runs.made_records(tmp_path)}
+    assert set(made) == {"leaderboard/b", "leaderboard/timing-cpu.json", "payoff"}
+    assert made["leaderboard/b"]["count"] == 2 and made["leaderboard/b"]["elapsed_s"] == 15.0
+    assert made["payoff"]["target"] == "make payoff"
+    page = runs.render_status({}, [], list(made.values()))
+    assert "## Records made by make targets" in page and "`make leaderboard`" in page
