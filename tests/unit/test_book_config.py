@@ -12,7 +12,9 @@ def test_without_a_repository_the_configuration_is_the_books_own():
 
 
 def test_with_a_repository_every_page_links_to_it_and_to_its_source_file():
-    config = book_config.with_repository({"title": "t", "html": {"use_repository_button": False}}, "https://github.com/o/b/")
+    config = book_config.with_repository(
+        {"title": "t", "html": {"use_repository_button": False}}, "https://github.com/o/b/"
+    )
     assert config["repository"] == {"url": "https://github.com/o/b", "branch": "main", "path_to_book": ""}
     assert config["html"]["use_repository_button"] is True
     assert config["sphinx"]["config"]["html_theme_options"]["use_source_button"] is True

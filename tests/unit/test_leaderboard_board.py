@@ -13,7 +13,9 @@ from dyn_helpers.leaderboard import board as lb
 
 
 def _p(setting, val_acc, val_flops, test_acc=0.5, test_flops=None):
-    return lb.Point(setting, val_acc, test_acc, val_flops, val_flops if test_flops is None else test_flops, run=None)
+    return lb.Point(
+        setting, val_acc, test_acc, val_flops, val_flops if test_flops is None else test_flops, run=None
+    )
 
 
 def test_the_rule_takes_the_cheapest_point_within_one_point_of_the_best_validation_accuracy():

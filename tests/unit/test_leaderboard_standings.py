@@ -17,7 +17,9 @@ def _record(family, runs, board="b", notebook="early_exiting"):
                 "seed": seed,
                 "chosen": "p",
                 "executed_flops": flops,
-                "points": [{"setting": "p", "val_acc": acc, "test_acc": acc, "val_flops": flops, "test_flops": flops}],
+                "points": [
+                    {"setting": "p", "val_acc": acc, "test_acc": acc, "val_flops": flops, "test_flops": flops}
+                ],
             }
             for seed, (flops, acc) in enumerate(runs)
         ],
