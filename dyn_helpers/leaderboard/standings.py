@@ -174,7 +174,8 @@ def clock_gap(row: Row, board_rows: Sequence[Row], batch_size: int) -> float:
 
 
 def sortable_table(found: Sequence[Row], batch_sizes: Sequence[int] = (1, 256)) -> str:
-    """The rows as an HTML table that the book's `sortable.js` sorts by any column (click its header)."""
+    """The rows as an HTML table that the book's `sortable.js` sorts by any column (click its header),
+    in a box that scrolls sideways on a narrow page."""
     head = [
         "Method",
         "Family",
@@ -186,7 +187,11 @@ def sortable_table(found: Sequence[Row], batch_sizes: Sequence[int] = (1, 256)) 
         "Seeds ahead",
         *(f"µs per input, batch {b}" for b in batch_sizes),
     ]
-    lines = ['<table class="sortable dyn-leaderboard">', "<thead><tr>"]
+    lines = [
+        '<div class="dyn-leaderboard-scroll">',
+        '<table class="sortable dyn-leaderboard">',
+        "<thead><tr>",
+    ]
     lines += [f'<th scope="col">{html.escape(h)}</th>' for h in head]
     lines.append("</tr></thead><tbody>")
     for r in found:
@@ -204,7 +209,7 @@ def sortable_table(found: Sequence[Row], batch_sizes: Sequence[int] = (1, 256)) 
         lines.append(
             "<tr>" + "".join(f'<td data-sort="{html.escape(str(k))}">{v}</td>' for k, v in cells) + "</tr>"
         )
-    lines.append("</tbody></table>")
+    lines.append("</tbody></table></div>")
     return "\n".join(lines)
 
 
