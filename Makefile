@@ -97,7 +97,7 @@ bench: setup
 	$(BIN)/python -m dyn_helpers.tools.bench
 
 # The leaderboard's multi-seed records (book/results/leaderboard/): every stale entry retrained under
-# its seeds, then every entry timed on the CPU; about half an hour on 2 cores. Run on a quiet machine.
+# its seeds, then every entry timed on the CPU; about forty minutes. Run on a quiet machine.
 leaderboard: setup
 	$(BIN)/python -m dyn_helpers.tools.leaderboard
 
