@@ -310,6 +310,30 @@ def exercise_problems(nb: Notebook) -> list[str]:
     return problems
 
 
+PYTHON_BLOCK = re.compile(r"^```python[ \t]*\n(?P<code>.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
+
+
+@check
+def solution_code_problems(nb: Notebook) -> list[str]:
+    """Each solution holds code the reader can run: a ```python block that compiles (its directive
+    fenced with four backticks, so that the block stays inside it)."""
+    problems = []
+    for solution in nb.directives("solution"):
+        blocks = PYTHON_BLOCK.findall(solution.content)
+        if not blocks:
+            problems.append(
+                f"solution {solution.argument!r} holds no ```python block inside ````{{solution}}````"
+            )
+        for code in blocks:
+            try:
+                compile(code, f"solution {solution.argument}", "exec")
+            except SyntaxError as err:
+                problems.append(
+                    f"solution {solution.argument!r}: its code does not compile ({err.msg}, line {err.lineno})"
+                )
+    return problems
+
+
 def _chapter_key(path: Path) -> str:
     return path.relative_to(ROOT).as_posix()
 
@@ -392,6 +416,11 @@ def test_claims_are_made_and_then_checked_by_the_last_code_cell_under_claims_che
 @pytest.mark.parametrize("path", chapters_for("exercise_problems"))
 def test_every_exercise_has_a_dropdown_solution_with_its_label(path):
     assert_holds(exercise_problems, path)
+
+
+@pytest.mark.parametrize("path", chapters_for("solution_code_problems"))
+def test_every_solution_holds_python_code_that_compiles(path):
+    assert_holds(solution_code_problems, path)
 
 
 @pytest.mark.parametrize(
