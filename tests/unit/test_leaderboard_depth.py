@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from dyn_helpers.data import Split
 from dyn_helpers.layers import StaticCNN
 from dyn_helpers.leaderboard import board as lb
 from dyn_helpers.leaderboard import depth
@@ -19,19 +18,10 @@ CHAPTERS = Path(__file__).resolve().parents[2] / "chapters"
 NAMES = ("early_exit", "layer_skipping", "blockdrop", "halting")
 
 
-def _head(split: Split, n: int) -> Split:
-    difficulty = None if split.difficulty is None else split.difficulty[:n]
-    return dataclasses.replace(split, x=split.x[:n], y=split.y[:n], difficulty=difficulty)
-
-
 @pytest.fixture(scope="module")
-def tiny() -> lb.Task:
+def tiny(small_task) -> lb.Task:
     """The board's data cut to a few hundred inputs, with a budget of 2 epochs."""
-    splits = lb.task(MNIST1D).splits
-    cut = dataclasses.replace(
-        splits, train=_head(splits.train, 256), val=_head(splits.val, 96), test=_head(splits.test, 64)
-    )
-    return lb.Task("tiny", "tiny", cut, epochs=2)
+    return small_task(lb.task(MNIST1D), 256, 96, 64, epochs=2)
 
 
 @pytest.fixture(scope="module")

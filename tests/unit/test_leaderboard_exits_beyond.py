@@ -1,13 +1,11 @@
 """The 1-D board's entries of chapters 6 and 7: guaranteed, dense, transformer and deadline exits."""
 
-import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
 
 from dyn_helpers.applications.deadline import SimulatedClock, answer_by_deadline
-from dyn_helpers.data import Split
 from dyn_helpers.leaderboard import board as lb
 from dyn_helpers.leaderboard import exits_beyond as eb
 from dyn_helpers.leaderboard.static import MNIST1D
@@ -25,20 +23,11 @@ NAMES = (
 )
 
 
-def _head(split: Split, n: int) -> Split:
-    difficulty = None if split.difficulty is None else split.difficulty[:n]
-    return dataclasses.replace(split, x=split.x[:n], y=split.y[:n], difficulty=difficulty)
-
-
 @pytest.fixture(scope="module")
-def tiny() -> lb.Task:
+def tiny(small_task) -> lb.Task:
     """The board's data cut to a few hundred inputs, with a budget of 1 epoch. The validation split
     keeps 300 inputs: Learn-then-Test needs 230 to certify anything at epsilon 0.01, delta 0.1."""
-    splits = lb.task(MNIST1D).splits
-    cut = dataclasses.replace(
-        splits, train=_head(splits.train, 256), val=_head(splits.val, 300), test=_head(splits.test, 64)
-    )
-    return lb.Task("tiny", "tiny", cut, epochs=1)
+    return small_task(lb.task(MNIST1D), 256, 300, 64, epochs=1)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,5 @@
 """Specifications of the canvas board and chapter 3's spatial entries on it."""
 
-import dataclasses
-
 import pytest
 import torch
 
@@ -26,19 +24,9 @@ EXTREMES = {
 
 
 @pytest.fixture(scope="module")
-def tiny() -> lb.Task:
+def tiny(small_task) -> lb.Task:
     """The canvas board cut to 192 training and 48 validation and test canvases, one epoch."""
-    splits = lb.task(sp.CANVAS).splits
-
-    def head(split, n):
-        return dataclasses.replace(
-            split, x=split.x[:n], y=split.y[:n], difficulty=split.difficulty[:n], box=split.box[:n]
-        )
-
-    cut = dataclasses.replace(
-        splits, train=head(splits.train, 192), val=head(splits.val, 48), test=head(splits.test, 48)
-    )
-    return lb.Task("tiny", "tiny", cut, epochs=1, batch_size=64)
+    return small_task(lb.task(sp.CANVAS), 192, 48, 48, epochs=1)
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,10 @@
 """The temporal-wise entries of the 1-D board: what each one trains and how its points are charged."""
 
-import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
 
-from dyn_helpers.data import Split
 from dyn_helpers.leaderboard import board as lb
 from dyn_helpers.leaderboard import temporal
 from dyn_helpers.leaderboard.static import MNIST1D
@@ -19,19 +17,10 @@ STATIC = ("static_rnn_h16", "static_rnn_h48")
 DYNAMIC = ("skip_rnn", "skim_rnn", "lstm_jump", "early_stopping", "frame_selection")
 
 
-def _head(split: Split, n: int) -> Split:
-    difficulty = None if split.difficulty is None else split.difficulty[:n]
-    return dataclasses.replace(split, x=split.x[:n], y=split.y[:n], difficulty=difficulty)
-
-
 @pytest.fixture(scope="module")
-def tiny() -> lb.Task:
+def tiny(small_task) -> lb.Task:
     """The board's data cut to a few hundred inputs, with a budget of 1 epoch."""
-    splits = lb.task(MNIST1D).splits
-    cut = dataclasses.replace(
-        splits, train=_head(splits.train, 256), val=_head(splits.val, 96), test=_head(splits.test, 64)
-    )
-    return lb.Task("tiny", "tiny", cut, epochs=1)
+    return small_task(lb.task(MNIST1D), 256, 96, 64, epochs=1)
 
 
 @pytest.fixture(scope="module")
