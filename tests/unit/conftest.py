@@ -25,6 +25,7 @@ def model():
 def small_task():
     """`small_task(task, n_train, n_val, n_test, epochs)`: a leaderboard task cut to the first inputs
     of each split (every per-sample field cut alike), with a budget of `epochs`; its batch size kept."""
+
     def head(split, n):
         cut = {
             f.name: getattr(split, f.name)[:n]
